@@ -1,0 +1,56 @@
+"""Drivers for the cabinet's hardware: kiosk.hardware's interfaces over serial lines.
+
+The CLI calls these factories (lazily); nothing in ``kiosk/`` imports this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from kiosk.hardware import CodeSource, DeviceHealth, LockBoard, ScaleBus
+
+HealthCallback = Callable[[DeviceHealth], None]
+
+
+def open_lock_board(
+    protocol: str,
+    url: str,
+    baud: int,
+    on_health: HealthCallback | None = None,
+    *,
+    open_states: Mapping[tuple[int, int], str] | None = None,
+) -> LockBoard:
+    """The lock boards on one serial line (call once per distinct url).
+
+    ``protocol`` is ``"8a80"`` or ``"kerong_cu"``; ``open_states`` maps (board, lock) to a
+    door's ``open_state`` (8A/80 only; ``"11"`` when absent).
+    """
+    from drivers import lock_8a80, lock_kerong
+    from drivers.lock_link import Board8A80, BoardKerongCU, LockLink
+
+    if protocol == "8a80":
+        return Board8A80(LockLink(lock_8a80, url, baud, on_health=on_health), open_states)
+    if protocol == "kerong_cu":
+        return BoardKerongCU(LockLink(lock_kerong, url, baud, on_health=on_health))
+    raise ValueError(f"unknown lock protocol {protocol!r}")
+
+
+def open_scale_bus(
+    url: str,
+    baud: int,
+    shelves: dict[str, int],
+    timeout_s: float = 0.1,
+    on_health: HealthCallback | None = None,
+) -> ScaleBus:
+    """Every shelf's transmitter on one Modbus RTU bus; ``shelves`` maps shelf id -> slave id.
+    Nothing is polled until ``start``."""
+    from drivers.scales import ModbusScaleBus
+
+    return ModbusScaleBus(url, baud, shelves, timeout_s, on_health)
+
+
+def open_scanner(url: str, baud: int = 9600, on_health: HealthCallback | None = None) -> CodeSource:
+    """The code scanner; nothing is read until ``start``."""
+    from drivers.scanner import SerialScanner
+
+    return SerialScanner(url, baud, on_health)

@@ -369,10 +369,10 @@ def parse(data: dict[str, Any], path: Path) -> Config:
                 id=d["id"],
                 protocol=proto,
                 url=url,
-                baud=d["baud"] or PROTOCOL_BAUD[proto],
+                baud=d.get("baud") or PROTOCOL_BAUD[proto],
                 board=d["board"],
                 lock=d["lock"],
-                open_state=(d["open_state"] or "11").upper(),
+                open_state=(d.get("open_state") or "11").upper(),
             )
         )
 

@@ -1,0 +1,283 @@
+"""One joint explanation of every shelf's weight change, scored by likelihood.
+
+Per shelf, candidate explanations are whole-item removals per lane (bounded by stock, one more
+allowed at a penalty: counts are sometimes off), items put down from another shelf (moves), or a
+foreign object (an unexplained rise). Shelves are then combined best-first, keeping only
+combinations where every item put down was lifted from some other shelf. The posterior over the
+combinations gives the confidence; cheaper alternatives that are not negligible make the verdict
+uncertain, so the customer is never silently charged the dearer reading.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from kiosk.weighing.model import Basket, LaneStock, Move
+
+# Priors (log): most sessions take one or two items; moves, foreign objects and stock counts
+# that are off are rarer.
+LOG_ITEM = math.log(0.4)
+LOG_OVERSTOCK = math.log(0.01)
+LOG_MOVE = math.log(0.05)
+LOG_MIXED = math.log(0.5)  # an item put down on a shelf that also lost items
+LOG_FOREIGN = math.log(0.02) + math.log(1.0 / 2000.0)
+# Catalogue means are off by a fraction of a percent (batch, packaging): a per-product bias.
+REL_BIAS = 0.004
+# Heavier tails than a gaussian: a fraction of readings are worse than the noise model says.
+TAIL_W, TAIL_SCALE = 0.003, 3.0
+MAX_ADDS = 1
+KEEP_PER_SHELF = 12
+KEEP_WITHIN = 25.0  # log-likelihood units below a shelf's best
+MAX_JOINTS = 40
+MAX_POPS = 4000
+
+
+@dataclass(frozen=True)
+class ShelfObs:
+    """A shelf's measured weight change and its variance (noise, drift, motion)."""
+
+    id: str
+    delta: float
+    var: float
+    lanes: tuple[LaneStock, ...]
+    div: float = 1.0
+
+
+@dataclass(frozen=True)
+class Cand:
+    removed: tuple[tuple[str, int], ...]  # (sku, n) lifted from this shelf's lanes
+    added: tuple[str, ...]  # skus put down here from elsewhere
+    foreign: bool
+    score: float  # log likelihood + log prior
+    z: float  # standardised residual
+    resid: float = 0.0  # measured minus predicted change
+    var: float = 1.0  # its variance
+
+
+@dataclass(frozen=True)
+class Joint:
+    cands: tuple[Cand, ...]
+    score: float
+    taken: Mapping[str, int] = field(default_factory=dict)
+    moves: tuple[Move, ...] = ()
+    foreign: tuple[str, ...] = ()
+
+
+def log_mix(x: float, var: float) -> float:
+    """Log density of a gaussian with heavier tails (a wide component of small weight)."""
+    z2 = x * x / var
+    a = (1.0 - TAIL_W) * math.exp(-0.5 * z2)
+    b = TAIL_W / TAIL_SCALE * math.exp(-0.5 * z2 / (TAIL_SCALE * TAIL_SCALE))
+    return math.log(a + b + 1e-300) - 0.5 * math.log(2.0 * math.pi * var)
+
+
+def movable(shelves: Sequence[ShelfObs]) -> set[str]:
+    """Products that may have been put down elsewhere: their shelf lost at least one unit."""
+    out = set()
+    for o in shelves:
+        for ln in o.lanes:
+            slack = 5.0 * math.sqrt(o.var + ln.unit_sd_g**2) + 2.0 * REL_BIAS * ln.unit_g
+            if ln.unit_g > 0 and -o.delta >= ln.unit_g - slack:
+                out.add(ln.sku)
+    return out
+
+
+def shelf_candidates(
+    obs: ShelfObs, units: Mapping[str, LaneStock], moved: set[str] | None = None
+) -> list[Cand]:
+    """Plausible explanations of one shelf, best first. ``moved``: products that may have
+    arrived from another shelf (default: any product of the cabinet)."""
+    lanes = sorted(obs.lanes, key=lambda ln: -ln.unit_g)
+    mus = [max(ln.unit_g, 0.0) for ln in lanes]
+    caps = [ln.count + 1 for ln in lanes]
+    rest = [0.0] * (len(lanes) + 1)
+    for i in range(len(lanes) - 1, -1, -1):
+        rest[i] = rest[i + 1] + caps[i] * mus[i]
+    sd0 = math.sqrt(obs.var)
+    min_mu = min((m for m in mus if m > 0), default=1.0)
+    sd_max = max((ln.unit_sd_g for ln in lanes), default=0.0)
+    out: list[Cand] = []
+    adds: list[tuple[str, ...]] = [()]
+    if MAX_ADDS and abs(obs.delta) > 4.0 * sd0 + 10.0:
+        adds += [(s,) for s in units if units[s].unit_g > 0 and (moved is None or s in moved)]
+    for add in adds:
+        add_mu = sum(units[s].unit_g for s in add)
+        add_var = sum(units[s].unit_sd_g ** 2 + (REL_BIAS * units[s].unit_g) ** 2 for s in add)
+        target = add_mu - obs.delta  # weight that left the lanes
+        # Widest plausible error: every item of the lightest lane at the largest sd.
+        n_max = abs(target) / min_mu + 1.0
+        spread = obs.var + add_var + n_max * sd_max**2 + (2.0 * REL_BIAS * target) ** 2
+        tol = 5.0 * math.sqrt(spread) + 2.0 * obs.div
+        if target + tol < 0:
+            continue
+        found: list[tuple[int, ...]] = []
+
+        def dfs(i: int, s: float, r: list[int]) -> None:
+            if s > target + tol or s + rest[i] < target - tol:
+                return
+            if i == len(lanes):
+                found.append(tuple(r))
+                return
+            for k in range(caps[i] + 1):
+                r.append(k)
+                dfs(i + 1, s + k * mus[i], r)
+                r.pop()
+                if s + k * mus[i] > target + tol:
+                    break
+
+        dfs(0, 0.0, [])
+        for r in found:
+            mu = sum(k * m for k, m in zip(r, mus)) - add_mu
+            var = obs.var + add_var
+            prior = len(add) * LOG_MOVE
+            if add and any(r):
+                prior += LOG_MIXED
+            for k, ln in zip(r, lanes):
+                if k:
+                    var += k * ln.unit_sd_g**2 + (k * REL_BIAS * ln.unit_g) ** 2
+                    prior += k * LOG_ITEM + max(0, k - ln.count) * LOG_OVERSTOCK
+            resid = obs.delta + mu
+            removed = tuple((ln.sku, k) for k, ln in zip(r, lanes) if k)
+            score = log_mix(resid, var) + prior
+            out.append(Cand(removed, add, False, score, resid / math.sqrt(var), resid, var))
+    # A foreign object: a rise no product explains, on a shelf otherwise left alone.
+    f_min = max(5.0 * sd0, 15.0)
+    if obs.delta >= f_min:
+        out.append(Cand((), (), True, LOG_FOREIGN, 0.0))
+    if not any(not c.removed and not c.added and not c.foreign for c in out):
+        ll = log_mix(obs.delta, obs.var)
+        out.append(Cand((), (), False, ll, obs.delta / sd0, obs.delta, obs.var))
+    out.sort(key=lambda c: -c.score)
+    best = out[0].score
+    return [c for c in out[:KEEP_PER_SHELF] if c.score >= best - KEEP_WITHIN]
+
+
+def _pair_adjust(a: Cand, b: Cand, cov: float) -> float:
+    """Log-likelihood correction for two residuals that share one item's weight.
+
+    An item moved from A to B lowers A and raises B by the same, unknown, weight: the two
+    residuals are anti-correlated (covariance -var(item)), which scoring the shelves apart
+    ignores. A move whose two halves disagree is much less likely than that suggests.
+    """
+    det = a.var * b.var - cov * cov
+    if det <= 1e-9:
+        return 0.0
+    q2 = (b.var * a.resid**2 - 2.0 * cov * a.resid * b.resid + a.var * b.resid**2) / det
+    q1 = a.resid**2 / a.var + b.resid**2 / b.var
+    return -0.5 * (q2 - q1) - 0.5 * math.log(det / (a.var * b.var))
+
+
+def _resolve(
+    shelf_ids: Sequence[str], cands: Sequence[Cand], units: Mapping[str, LaneStock]
+) -> Joint | None:
+    """Turn one candidate per shelf into a basket; None when an item came from nowhere."""
+    removed: Counter[str] = Counter()
+    sources: dict[str, list[str]] = {}
+    for sid, c in zip(shelf_ids, cands):
+        for sku, n in c.removed:
+            removed[sku] += n
+            sources.setdefault(sku, []).extend([sid] * n)
+    moves: list[Move] = []
+    taken = Counter(removed)
+    by_id = dict(zip(shelf_ids, cands))
+    adjust = 0.0
+    for sid, c in zip(shelf_ids, cands):
+        for sku in c.added:
+            src = [s for s in sources.get(sku, []) if s != sid]
+            if not src:
+                return None
+            sources[sku].remove(src[0])
+            taken[sku] -= 1
+            moves.append(Move(sku, src[0], sid))
+            u = units[sku]
+            item_var = u.unit_sd_g**2 + (REL_BIAS * u.unit_g) ** 2
+            # The move's prior already covers lifting the item: undo its per-item prior.
+            adjust += _pair_adjust(by_id[src[0]], c, -item_var) - LOG_ITEM
+    foreign = tuple(sid for sid, c in zip(shelf_ids, cands) if c.foreign)
+    return Joint(
+        tuple(cands),
+        sum(c.score for c in cands) + adjust,
+        {k: v for k, v in sorted(taken.items()) if v > 0},
+        tuple(sorted(moves, key=lambda m: (m.sku, m.src, m.dst))),
+        foreign,
+    )
+
+
+def best_joints(
+    shelf_ids: Sequence[str], lists: Sequence[list[Cand]], units: Mapping[str, LaneStock]
+) -> list[Joint]:
+    """The best valid combinations, best first (k-best enumeration over sorted lists)."""
+    if not lists:
+        return [Joint((), 0.0)]
+    start = (0,) * len(lists)
+    top = sum(lst[0].score for lst in lists)
+    heap = [(-top, start, 0)]
+    seen = {start}
+    out: list[Joint] = []
+    pops = 0
+    best = -math.inf
+    while heap and len(out) < MAX_JOINTS and pops < MAX_POPS:
+        neg, idx, _ = heapq.heappop(heap)
+        pops += 1
+        if -neg < best - KEEP_WITHIN:
+            break
+        j = _resolve(shelf_ids, [lst[i] for lst, i in zip(lists, idx)], units)
+        if j is not None:
+            out.append(j)
+            best = max(best, j.score)
+        for p in range(len(lists)):
+            if idx[p] + 1 < len(lists[p]):
+                nxt = idx[:p] + (idx[p] + 1,) + idx[p + 1 :]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    d = lists[p][idx[p] + 1].score - lists[p][idx[p]].score
+                    heapq.heappush(heap, (neg - d, nxt, pops))
+    return out
+
+
+@dataclass(frozen=True)
+class Explanation:
+    baskets: tuple[Basket, ...]  # best first, score = posterior
+    best_z: float  # worst standardised residual of the best joint (model misfit)
+    cheaper_mass: float  # posterior of baskets that charge less than the best
+    other_mass: float  # posterior of baskets whose taken differs from the best
+
+
+def explain(
+    shelves: Sequence[ShelfObs], units: Mapping[str, LaneStock], prices: Mapping[str, int]
+) -> Explanation:
+    ids = [s.id for s in shelves]
+    moved = movable(shelves)
+    lists = [shelf_candidates(s, units, moved) for s in shelves]
+    joints = sorted(best_joints(ids, lists, units), key=lambda j: -j.score)
+    if not joints:
+        return Explanation((), math.inf, 1.0, 1.0)
+    top = joints[0].score
+    groups: dict[tuple, list[float | Joint]] = {}
+    for j in joints:
+        key = (tuple(sorted(j.taken.items())), j.moves, j.foreign)
+        w = math.exp(j.score - top)
+        if key in groups:
+            groups[key][0] += w  # type: ignore[operator]
+        else:
+            groups[key] = [w, j]
+    total = sum(g[0] for g in groups.values())  # type: ignore[misc]
+    baskets = []
+    for w, j in groups.values():
+        assert isinstance(j, Joint)
+        charge = sum(prices.get(s, 0) * n for s, n in j.taken.items())
+        baskets.append(Basket(dict(j.taken), j.moves, j.foreign, charge, w / total))  # type: ignore[operator]
+    baskets.sort(key=lambda b: -b.score)
+    b0 = baskets[0]
+    cheaper = sum(b.score for b in baskets if b.charge_fen < b0.charge_fen)
+    other = sum(b.score for b in baskets if dict(b.taken) != dict(b0.taken))
+    best_j = next(
+        j for j in joints if (tuple(sorted(j.taken.items())), j.moves, j.foreign) == (
+            tuple(sorted(b0.taken.items())), b0.misplaced, b0.foreign)
+    )
+    z = max((abs(c.z) for c in best_j.cands), default=0.0)
+    return Explanation(tuple(baskets), z, cheaper, other)

@@ -1,0 +1,136 @@
+"""The sync contract's messages on the wire (sync.md): topics, times, batches, acks.
+
+Pure functions and frozen dataclasses, shared by the sync agent (``sync/``) and the central
+simulator (``simulators/``) so both ends read the contract from one place. No I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kiosk import clock
+from kiosk.clock import iso_from_ts as iso
+from kiosk.clock import now_iso
+from kiosk.ids import uuid7
+
+__all__ = ["iso", "now_iso", "uuid7"]  # re-exported: both ends of the contract use them
+
+TOPIC_ROOT = "kiosk/v1"
+RECORD_TYPES = (
+    "sale",
+    "adjustment",
+    "session",
+    "inventory",
+    "event",
+    "telemetry",
+    "cmd_result",
+    "applied",
+)
+DOWN_KINDS = ("catalog", "config", "accounts")
+HTTP_SKEW_S = 300  # the centre refuses a request timestamp further than this from its clock
+
+
+def topic(cabinet: str, leaf: str) -> str:
+    """``kiosk/v1/{cabinet}/{leaf}``; leaf is ``status``, ``up``, ``ack``, ``down/cmd`` ..."""
+    return f"{TOPIC_ROOT}/{cabinet}/{leaf}"
+
+
+def cabinet_of(topic_name: str) -> str | None:
+    parts = topic_name.split("/")
+    return parts[2] if len(parts) >= 4 and "/".join(parts[:2]) == TOPIC_ROOT else None
+
+
+# -- times and ids (kiosk.clock, kiosk.ids) ------------------------------------------------------
+def parse_time(text: Any) -> float | None:
+    """Unix seconds of an RFC 3339 time, or None when it is not one."""
+    try:
+        return clock.parse(text).timestamp()
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+# -- batches up -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Record:
+    """One outbox record; ``body`` is its JSON text exactly as stored."""
+
+    id: str
+    seq: int
+    type: str
+    at: str
+    body: str
+
+
+def record_json(r: Record) -> str:
+    # The body is already JSON: spliced in, not parsed and dumped again (the pump's hot path).
+    return (
+        f'{{"id":{json.dumps(r.id)},"seq":{r.seq},"type":{json.dumps(r.type)},'
+        f'"at":{json.dumps(r.at)},"body":{r.body}}}'
+    )
+
+
+def batch_json(batch_id: str, records_json: list[str]) -> bytes:
+    return (f'{{"batch":{json.dumps(batch_id)},"records":[' + ",".join(records_json) + "]}").encode()
+
+
+@dataclass(frozen=True)
+class Rejected:
+    id: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Ack:
+    batch: str
+    stored: tuple[str, ...]
+    rejected: tuple[Rejected, ...]
+
+
+class WireError(ValueError):
+    """A message that does not follow the contract."""
+
+
+def parse_ack(data: bytes | dict[str, Any], batch: str | None = None) -> Ack:
+    """An ``ack`` from MQTT, or an HTTP answer to ``POST /batches`` (give its ``batch``)."""
+    m = json.loads(data) if isinstance(data, bytes | bytearray | str) else data
+    if not isinstance(m, dict):
+        raise WireError("an ack is a JSON object")
+    b = m.get("batch", batch)
+    stored = m.get("stored", [])
+    rejected = m.get("rejected", [])
+    if not isinstance(b, str) or not isinstance(stored, list) or not isinstance(rejected, list):
+        raise WireError("an ack needs batch, stored and rejected")
+    if not all(isinstance(i, str) for i in stored):
+        raise WireError("stored holds record ids")
+    rej = []
+    for r in rejected:
+        if not isinstance(r, dict) or not isinstance(r.get("id"), str):
+            raise WireError("rejected holds {id, why}")
+        rej.append(Rejected(r["id"], str(r.get("why", ""))))
+    return Ack(b, tuple(stored), tuple(rej))
+
+
+def check_record(r: Any) -> str | None:
+    """Why the centre refuses a record sent up, or None when it is well formed."""
+    if not isinstance(r, dict):
+        return "a record is a JSON object"
+    if not isinstance(r.get("id"), str) or not 0 < len(r["id"]) <= 64:
+        return "id must be a string of 1..64 characters"
+    if not isinstance(r.get("seq"), int) or isinstance(r["seq"], bool) or r["seq"] < 1:
+        return "seq must be a positive integer"
+    if r.get("type") not in RECORD_TYPES:
+        return f"unknown record type {r.get('type')!r}"
+    if parse_time(r.get("at")) is None:
+        return "at must be an RFC 3339 time"
+    body = r.get("body")
+    if not isinstance(body, dict):
+        return "body must be a JSON object"
+    if r["type"] == "sale":
+        if not isinstance(body.get("items"), list):
+            return "a sale needs items"
+        total = body.get("total_fen")
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            return "a sale needs a total_fen of at least 0"
+    return None

@@ -1,0 +1,97 @@
+"""Lock board lines and the code scanner, speaking hardware.md's bytes on ptys."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from kiosk.config import Door
+from simulators.faults import LineFaults
+from simulators.lock_frames import Op, Request, RequestParser, reply_8a80, reply_cu
+from simulators.model import CabinetModel
+from simulators.serial_line import DeviceThread
+
+
+class LockLineSim(DeviceThread):
+    """Every lock board on one RS-485 line (the doors whose config ``url`` is the same).
+
+    Faults set on any of the line's doors act on the whole line (it is one cable), except
+    ``stuck``, which the model applies to one door's sensor.
+    """
+
+    def __init__(self, doors: list[Door], model: CabinetModel, link: Path | None, seed: int):
+        protocols = {d.protocol for d in doors}
+        if len(protocols) != 1:
+            raise ValueError(f"doors {', '.join(d.id for d in doors)} share a line but not a protocol")
+        super().__init__(f"locks-{doors[0].id}", link, doors[0].baud, LineFaults(seed))
+        self.protocol = doors[0].protocol
+        self.door_ids = tuple(d.id for d in doors)
+        self._model = model
+        self._doors = {(d.board, d.lock): d for d in doors}
+        self._boards = {d.board for d in doors}
+        self._parser = RequestParser(self.protocol)
+
+    def on_data(self, fd: int, data: bytes, at: float) -> None:
+        for req in self._parser.feed(self.faults.mangle(data)):
+            if req.board not in self._boards or self.faults.has("silent"):
+                continue  # no such board on this line, or a dead one: no answer
+            done_at = at + self.pacer.wire_s(len(req.raw))  # the request's own wire time
+            reply = self._handle(req)
+            self.write(self.faults.mangle(reply), since=done_at + self.faults.delay_s())
+
+    def _door(self, board: int, lock: int) -> Door | None:
+        return self._doors.get((board, lock))
+
+    def _unlatched(self, board: int, lock: int) -> bool:
+        d = self._door(board, lock)
+        return d is not None and self._model.unlatched(d.id)
+
+    def _handle(self, req: Request) -> bytes:
+        b = req.board
+        if req.op is Op.OPEN:
+            if d := self._door(b, req.lock):
+                self._model.pulse(d.id)
+        elif req.op is Op.OPEN_ALL:
+            for (board, _), d in self._doors.items():
+                if board == b:
+                    self._model.pulse(d.id)
+        if self.protocol == "8a80":
+
+            def open_byte(lock: int) -> int:
+                d = self._door(b, lock)
+                return int(d.open_state, 16) if d else 0x11
+
+            return reply_8a80(req, lambda lock: self._unlatched(b, lock), open_byte)
+        return reply_cu(req, lambda lock: self._unlatched(b, lock), lambda lock: self._stocked(b, lock))
+
+    def _stocked(self, board: int, lock: int) -> bool:
+        """The CU board's infrared bit: something is on the door's shelves."""
+        d = self._door(board, lock)
+        if d is None:
+            return False
+        shelves = self._model.state()["shelves"]
+        return any(
+            any(s["items"].values())
+            for sid, s in shelves.items()  # type: ignore[union-attr]
+            if self._model.shelves[sid].shelf.door == d.id
+        )
+
+
+class ScannerSim(DeviceThread):
+    """A serial scanner: each code it reads goes out as ASCII + CR LF."""
+
+    def __init__(self, link: Path | None, baud: int, seed: int):
+        super().__init__("scanner", link, baud, LineFaults(seed))
+
+    def scan(self, code: str) -> None:
+        self.call(lambda: self._send(code))
+
+    def _send(self, code: str) -> None:
+        if self.faults.has("silent"):
+            return
+        delay = self.faults.delay_s()
+        data = self.faults.mangle(code.encode("ascii") + b"\r\n")
+        self.write(data, since=time.monotonic() + delay)
+
+    def on_data(self, fd: int, data: bytes, at: float) -> None:
+        pass  # a scanner ignores what the host sends

@@ -1,0 +1,451 @@
+"""The sync agent (``kiosk sync``): the cabinet's one link to the central platform.
+
+How it flows
+------------
+The controller writes every sale, session, event ... with its ``outbox`` row in one
+transaction. This agent, a separate process on the same SQLite file, runs one loop:
+
+1. **Outbox pump.** Pending records are read in pages after a cursor (``seq``), bounded by
+   ``batch_max_records`` and ``batch_max_bytes``, so memory stays flat whatever the backlog.
+   Each page becomes a batch (a fresh uuid) published at QoS 1 on ``kiosk/v1/{cab}/up``; up to
+   ``window`` batches are in flight. A record is marked ``delivered`` only when the centre's
+   ``ack`` names it stored (never on PUBACK); ``rejected`` ones become dead letters with an
+   event. A batch unanswered within ``ack_timeout_s``, or a lost connection, rewinds the
+   cursor: the records go again in new batches and the centre drops the duplicates by id.
+2. **HTTP fallback.** When MQTT has been down for ``http_fallback_after_s`` (or is not
+   configured, or the backlog is over ``catchup_http_over`` records), batches go by
+   ``POST /batches`` with ``Idempotency-Key``; the answer is the ack. Failures back off
+   exponentially with jitter.
+3. **Inbound.** Acks, and the signed catalogue, configuration, accounts (retained topics)
+   and commands arrive on MQTT; the same are polled over HTTP every ``poll_interval_s``.
+   ``sync.inbound`` checks them, ``sync.apply`` applies them whole (or refuses with an
+   event); ``applied`` and ``cmd_result`` records go back up through the outbox.
+4. **Housekeeping.** Presence (retained ``online``, Last Will ``offline``), telemetry every
+   ``telemetry_interval_s``, pending payment captures retried until the centre answers,
+   delivered records pruned after ``prune_delivered_after_days`` (pending ones never), and a
+   ``storage low`` event when free disk falls under ``storage_low_mb``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from kiosk import wire
+from kiosk.config import Config
+from sync import apply, store
+from sync.backoff import Backoff
+from sync.http_link import CentralRefused, CentralUnreachable, HttpLink
+from sync.mqtt_link import MqttLink, parse_url
+
+log = logging.getLogger("kiosk.sync")
+
+
+@dataclass(frozen=True)
+class Settings:
+    cabinet: str
+    key: bytes
+    mqtt_url: str = ""
+    http_url: str = ""
+    ca_file: str | None = None
+    name: str = ""
+    location: str = ""
+    http_fallback_after_s: float = 30.0
+    batch_max_records: int = 500
+    batch_max_bytes: int = 256_000
+    telemetry_interval_s: float = 60.0
+    poll_interval_s: float = 30.0
+    prune_delivered_after_days: float = 30.0
+    storage_low_mb: float = 200.0
+    window: int = 8  # batches in flight on MQTT
+    ack_timeout_s: float = 15.0
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 60.0
+    http_timeout_s: float = 10.0
+    catchup_http_over: int = 0  # backlog above this goes over HTTP; 0: never
+    version: str = "0.1.0"
+
+    @classmethod
+    def from_config(cls, cfg: Config, key: bytes, **overrides: object) -> Settings:
+        c = cfg.central
+        base = cls(
+            cabinet=cfg.cabinet.id,
+            key=key,
+            mqtt_url=c.mqtt,
+            http_url=c.http,
+            ca_file=str(c.ca_file) if c.ca_file else None,
+            name=cfg.cabinet.name,
+            location=cfg.cabinet.location,
+            http_fallback_after_s=c.http_fallback_after_s,
+            batch_max_records=c.batch_max_records,
+            batch_max_bytes=c.batch_max_bytes,
+            telemetry_interval_s=c.telemetry_interval_s,
+            poll_interval_s=c.poll_interval_s,
+            prune_delivered_after_days=c.prune_delivered_after_days,
+            storage_low_mb=c.storage_low_mb,
+        )
+        return cls(**{**base.__dict__, **overrides})
+
+
+@dataclass
+class _InFlight:
+    sent_at: float
+    last_seq: int
+
+
+@dataclass
+class _Timers:
+    telemetry: float = 0.0
+    poll: float = 0.0
+    housekeeping: float = 0.0
+    captures: float = 0.0
+    backlog: float = 0.0
+    http_retry: float = 0.0
+
+
+@dataclass
+class Counters:
+    batches_sent: int = 0
+    delivered: int = 0
+    dead: int = 0
+    resends: int = 0
+    via_http: int = 0
+    inbound_applied: int = 0
+    inbound_refused: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Agent:
+    def __init__(self, settings: Settings, db_path: str | Path):
+        self.s = settings
+        self.db_path = Path(db_path)
+        self.db: Database = store.open_db(db_path)
+        self.started = time.monotonic()
+        self.counters = Counters()
+        self.mqtt: MqttLink | None = None
+        if settings.mqtt_url:
+            self.mqtt = MqttLink(
+                parse_url(settings.mqtt_url, settings.ca_file),
+                settings.cabinet,
+                Backoff(settings.backoff_base_s, settings.backoff_cap_s),
+                settings.version,
+            )
+        self.http: HttpLink | None = None
+        if settings.http_url:
+            self.http = HttpLink(
+                settings.http_url,
+                settings.cabinet,
+                settings.key,
+                settings.http_timeout_s,
+                settings.ca_file,
+            )
+        self.http_backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s)
+        self.cursor = 0
+        self.inflight: dict[str, _InFlight] = {}
+        self.mqtt_down_since = time.monotonic()
+        self.timers = _Timers()
+        self.backlog_estimate = 0
+        self.storage_low = False
+        self.telemetry_interval_s = settings.telemetry_interval_s
+        self.poll_interval_s = settings.poll_interval_s
+        self._apply_config(apply.current_version(self.db, "config"))
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
+        log.info("sync agent for %s started", self.s.cabinet)
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                except store.StorageFull as e:
+                    self._note(str(e))
+                    stop.wait(1.0)
+                if on_tick:
+                    on_tick()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.mqtt:
+            self.mqtt.close()
+        if self.http:
+            self.http.close()
+        self.db.conn.close()
+
+    def step(self) -> None:
+        now = time.monotonic()
+        if self.mqtt:
+            was = self.mqtt.connected
+            busy = bool(self.inflight) or self.backlog_estimate > 0
+            arrived = self.mqtt.service(now, 0.002 if busy else 0.05)
+            if self.mqtt.connected and not was:
+                log.info("mqtt connected")
+                self._rewind()
+            if not self.mqtt.connected:
+                if was:
+                    self.mqtt_down_since = now
+                    self._rewind()
+            for topic_name, payload in arrived:
+                self._on_message(topic_name, payload)
+        else:
+            time.sleep(0.02)
+        self._pump(now)
+        self._timers(now)
+
+    def _note(self, why: str) -> None:
+        log.warning("%s", why)
+        self.counters.errors.append(why)
+        del self.counters.errors[:-20]
+
+    # -- outbox pump -----------------------------------------------------------------------------
+    def _rewind(self) -> None:
+        """Forget what is in flight: unacknowledged records will be read and sent again."""
+        if self.inflight:
+            self.counters.resends += len(self.inflight)
+        self.inflight.clear()
+        self.cursor = 0
+
+    def _use_http(self, now: float) -> bool:
+        if self.http is None:
+            return False
+        if self.mqtt is None:
+            return True
+        if self.s.catchup_http_over and self.backlog_estimate > self.s.catchup_http_over:
+            return True
+        return not self.mqtt.connected and now - self.mqtt_down_since >= self.s.http_fallback_after_s
+
+    def _pump(self, now: float) -> None:
+        if self._use_http(now):
+            if self.inflight:
+                self._rewind()
+            if now >= self.timers.http_retry:
+                self._pump_http(now)
+            return
+        if not (self.mqtt and self.mqtt.connected):
+            return
+        for bid, f in list(self.inflight.items()):
+            if now - f.sent_at > self.s.ack_timeout_s:
+                log.info("batch %s unanswered for %.0f s: sending again", bid, self.s.ack_timeout_s)
+                self._rewind()
+                break
+        while len(self.inflight) < self.s.window:
+            records = store.next_records(
+                self.db, self.cursor, self.s.batch_max_records, self.s.batch_max_bytes
+            )
+            if not records:
+                self.backlog_estimate = 0
+                return
+            bid = wire.uuid7()
+            body = wire.batch_json(bid, [wire.record_json(r) for r in records])
+            if not self.mqtt.publish("up", body):
+                return
+            self.cursor = records[-1].seq
+            self.inflight[bid] = _InFlight(now, records[-1].seq)
+            self.counters.batches_sent += 1
+            self.backlog_estimate = max(self.backlog_estimate, len(records))
+
+    def _pump_http(self, now: float) -> None:
+        assert self.http is not None
+        # One batch per step, so acks, commands and the MQTT link keep being served.
+        records = store.next_records(
+            self.db, 0, self.s.batch_max_records, self.s.batch_max_bytes
+        )
+        if not records:
+            self.backlog_estimate = 0
+            return
+        bid = wire.uuid7()
+        body = wire.batch_json(bid, [wire.record_json(r) for r in records])
+        try:
+            ack = self.http.post_batch(bid, body)
+        except CentralUnreachable as e:
+            self.timers.http_retry = now + self.http_backoff.next()
+            self._note(f"http batch: {e}")
+            return
+        except CentralRefused as e:
+            # The whole batch refused (4xx): nothing in it is resent as it is.
+            self._note(f"http batch refused: {e}")
+            ack = wire.Ack(
+                bid, (), tuple(wire.Rejected(r.id, f"batch refused: {e.error}") for r in records)
+            )
+        self.http_backoff.reset()
+        self.counters.via_http += 1
+        self._on_ack(ack)
+
+    def _on_ack(self, ack: wire.Ack) -> None:
+        delivered, dead = store.mark_acked(self.db, ack)
+        self.counters.delivered += delivered
+        self.counters.dead += dead
+        self.inflight.pop(ack.batch, None)
+
+    # -- inbound -------------------------------------------------------------------------------
+    def _on_message(self, topic_name: str, payload: bytes) -> None:
+        leaf = topic_name.split("/", 3)[-1] if topic_name.count("/") >= 3 else ""
+        if leaf == "ack":
+            try:
+                ack = wire.parse_ack(payload)
+            except (wire.WireError, ValueError) as e:
+                self._note(f"malformed ack: {e}")
+                return
+            self._on_ack(ack)
+        elif leaf in ("down/catalog", "down/config", "down/accounts"):
+            if payload:  # an empty retained message clears the topic: nothing to apply
+                self._down(leaf.split("/")[1], payload)
+        elif leaf == "down/cmd":
+            self._command(payload)
+
+    def _down(self, kind: str, message: object) -> None:
+        outcome = apply.handle_down(self.db, self.s.key, kind, message)
+        if outcome is None:
+            return
+        self._count(outcome)
+        if outcome.applied and outcome.config is not None:
+            self._apply_config(int(outcome.ref or 0))
+
+    def _command(self, message: object) -> None:
+        outcome = apply.handle_command(self.db, self.s.key, message, time.time())
+        self._count(outcome)
+        if outcome.report_now:
+            self.timers.telemetry = 0.0
+
+    def _count(self, o: apply.Outcome) -> None:
+        if o.applied:
+            self.counters.inbound_applied += 1
+            log.info("inbound %s %s applied", o.kind, o.ref)
+        else:
+            self.counters.inbound_refused += 1
+            log.warning("inbound %s %s refused: %s", o.kind, o.ref, o.why)
+
+    def _apply_config(self, version: int) -> None:
+        if not version:
+            return
+        c = json.loads(store.get_setting(self.db, apply.CONFIG_JSON) or "{}")
+        self.telemetry_interval_s = c.get("telemetry_interval_s", self.s.telemetry_interval_s)
+        self.poll_interval_s = c.get("poll_interval_s", self.s.poll_interval_s)
+
+    def poll_http(self) -> None:
+        """The second path for everything that comes down."""
+        assert self.http is not None
+        for kind in ("catalog", "config", "accounts"):
+            message = self.http.get_down(kind, apply.current_version(self.db, kind))
+            if message is not None:
+                self._down(kind, message)
+        after = store.get_setting(self.db, apply.LAST_CMD)
+        for cmd in self.http.get_commands(after):
+            self._command(cmd)
+
+    # -- timers ---------------------------------------------------------------------------------
+    def _timers(self, now: float) -> None:
+        t = self.timers
+        if now >= t.backlog:
+            self.backlog_estimate = store.backlog(self.db).pending
+            t.backlog = now + 2.0
+        if now >= t.telemetry:
+            self.send_telemetry()
+            t.telemetry = now + self.telemetry_interval_s
+        if self.http and now >= t.poll:
+            t.poll = now + self.poll_interval_s
+            try:
+                self.poll_http()
+            except (CentralUnreachable, CentralRefused) as e:
+                self._note(f"http poll: {e}")
+        if self.http and now >= t.captures:
+            t.captures = now + min(self.poll_interval_s, 5.0)
+            self.retry_captures()
+        if now >= t.housekeeping:
+            t.housekeeping = now + 60.0
+            self.housekeeping()
+
+    def send_telemetry(self) -> None:
+        b = store.backlog(self.db)
+        oldest = wire.parse_time(b.oldest_at) if b.oldest_at else None
+        body = {
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "backlog": b.pending,
+            "dead": b.dead,
+            "oldest_undelivered_s": round(time.time() - oldest, 1) if oldest else 0,
+            "disk_free_mb": round(self._disk_free_mb(), 1),
+            "devices": json.loads(store.get_setting(self.db, "device_health") or "{}"),
+            "mqtt": bool(self.mqtt and self.mqtt.connected),
+            "name": self.s.name,
+            "location": self.s.location,
+        }
+        with store.tx(self.db):
+            store.append(self.db, "telemetry", body)
+
+    def _disk_free_mb(self) -> float:
+        return shutil.disk_usage(self.db_path.parent).free / 1e6
+
+    def housekeeping(self) -> None:
+        cutoff = wire.iso(time.time() - self.s.prune_delivered_after_days * 86400)
+        pruned = store.prune_delivered(self.db, cutoff)
+        if pruned:
+            log.info("pruned %d delivered records", pruned)
+        free = self._disk_free_mb()
+        low = free < self.s.storage_low_mb
+        if low and not self.storage_low:
+            store.event(
+                self.db, "storage low", {"free_mb": round(free, 1)}, severity="alarm"
+            )
+        self.storage_low = low
+
+    def retry_captures(self) -> None:
+        assert self.http is not None
+        for auth_id, amount in store.pending_captures(self.db):
+            try:
+                answer = self.http.post_json(
+                    "/payments/capture", {"auth_id": auth_id, "amount_fen": amount}
+                )
+            except CentralUnreachable as e:
+                store.capture_tried(self.db, auth_id, False, str(e))
+                return  # the centre is away: try the rest next time
+            except CentralRefused as e:
+                store.capture_tried(self.db, auth_id, True, str(e))
+                store.event(self.db, "capture refused", {"auth_id": auth_id, "why": e.error})
+                continue
+            ok = isinstance(answer, dict) and answer.get("ok") is True
+            store.capture_tried(self.db, auth_id, True, None if ok else json.dumps(answer))
+
+
+def parse_tune(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` overrides of ``Settings`` (numbers as numbers)."""
+    fields = Settings.__dataclass_fields__
+    out: dict[str, object] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or k not in fields or k in ("cabinet", "key"):
+            raise ValueError(f"--tune {item!r}: not KEY=VALUE of a sync setting")
+        typ = type(getattr(Settings("x", b""), k))
+        out[k] = typ(v) if typ in (int, float) else v
+    return out
+
+
+def main(cfg: Config, db_path: str | None, tune: list[str]) -> int:
+    """``kiosk sync``: run until SIGTERM/SIGINT; exit 2 on a bad key file or setting."""
+    import signal
+    import sys
+
+    from kiosk import logs, signing
+
+    logs.setup()
+    if cfg.central.key_file is None:
+        print("kiosk sync: [central] key_file is needed to sign and check messages", file=sys.stderr)
+        return 2
+    try:
+        key = signing.load_key(cfg.central.key_file)
+        settings = Settings.from_config(cfg, key, **parse_tune(tune))
+    except (signing.KeyFileError, ValueError) as e:
+        print(f"kiosk sync: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Agent(settings, db_path or cfg.database).run(stop)
+    return 0

@@ -1,0 +1,149 @@
+"""The MQTT path to the centre (paho-mqtt 2.x, QoS 1), driven from the agent's one thread.
+
+The agent calls ``service()`` in its loop: it connects when due (exponential backoff with
+jitter, not paho's own reconnect), runs paho's network loop for a moment, and hands back
+what arrived as ``(topic, payload)`` pairs. Presence: ``online`` retained after connecting,
+``offline`` as the Last Will (and published on a clean stop).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+
+from kiosk import wire
+from sync.backoff import Backoff
+
+log = logging.getLogger("kiosk.sync.mqtt")
+DOWN_LEAVES = ("ack", "down/catalog", "down/config", "down/accounts", "down/cmd")
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    host: str
+    port: int
+    tls: bool
+    ca_file: str | None = None
+
+
+def parse_url(url: str, ca_file: str | None = None) -> MqttTarget:
+    u = urlsplit(url)
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+        raise ValueError(f"{url!r} is not mqtt://host:port or mqtts://host:port")
+    tls = u.scheme == "mqtts"
+    return MqttTarget(u.hostname, u.port or (8883 if tls else 1883), tls, ca_file)
+
+
+def _status(state: str, version: str) -> str:
+    return json.dumps({"state": state, "at": wire.now_iso(), "version": version})
+
+
+class MqttLink:
+    def __init__(
+        self,
+        target: MqttTarget,
+        cabinet: str,
+        backoff: Backoff,
+        version: str = "",
+        keepalive: int = 20,
+    ):
+        self.target = target
+        self.cabinet = cabinet
+        self.version = version
+        self.backoff = backoff
+        self.connected = False
+        self.next_attempt = 0.0
+        self._inbox: deque[tuple[str, bytes]] = deque()
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"kiosk-{cabinet}",
+            clean_session=True,  # nothing relies on the broker's session: unacked is resent
+        )
+        c.will_set(wire.topic(cabinet, "status"), _status("offline", version), qos=1, retain=True)
+        if target.tls:
+            c.tls_set(ca_certs=target.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        c.max_inflight_messages_set(64)
+        c.connect_timeout = 5.0
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+        self._keepalive = keepalive
+
+    # -- paho callbacks (run inside service()) -----------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason, props) -> None:
+        if reason.is_failure:
+            log.warning("mqtt refused: %s", reason)
+            return
+        self.connected = True
+        self.backoff.reset()
+        client.subscribe([(wire.topic(self.cabinet, leaf), 1) for leaf in DOWN_LEAVES])
+        client.publish(
+            wire.topic(self.cabinet, "status"), _status("online", self.version), 1, retain=True
+        )
+
+    def _on_disconnect(self, client, userdata, flags, reason, props) -> None:
+        self.connected = False
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self._inbox.append((msg.topic, msg.payload))
+
+    # -- driven by the agent -------------------------------------------------------------------
+    def service(self, now: float, timeout: float) -> list[tuple[str, bytes]]:
+        """Connect when due, run the network loop once, return what arrived."""
+        sock = self.client.socket()
+        if sock is None and now >= self.next_attempt:
+            try:
+                self.client.connect(self.target.host, self.target.port, self._keepalive)
+            except (OSError, ssl.SSLError, ValueError) as e:
+                self._lost(now, f"connect: {e}")
+                return self._drain()
+            sock = self.client.socket()
+        if sock is None:
+            return self._drain()
+        rc = self.client.loop(timeout)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            self._lost(now, mqtt.error_string(rc))
+        return self._drain()
+
+    def _lost(self, now: float, why: str) -> None:
+        if self.connected:
+            log.info("mqtt connection lost: %s", why)
+        self.connected = False  # paho's loop() has closed the socket already
+        self.next_attempt = now + self.backoff.next()
+
+    def _drain(self) -> list[tuple[str, bytes]]:
+        out = list(self._inbox)
+        self._inbox.clear()
+        return out
+
+    def publish(self, leaf: str, payload: bytes | str, retain: bool = False) -> bool:
+        if not self.connected:
+            return False
+        info = self.client.publish(wire.topic(self.cabinet, leaf), payload, qos=1, retain=retain)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def close(self) -> None:
+        if self.connected:
+            info = self.client.publish(
+                wire.topic(self.cabinet, "status"),
+                _status("offline", self.version),
+                qos=1,
+                retain=True,
+            )
+            for _ in range(20):
+                if info.is_published():
+                    break
+                self.client.loop(0.05)
+        try:
+            self.client.disconnect()
+            self.client.loop(0.05)
+        except Exception:  # noqa: BLE001
+            pass
+        self.connected = False

@@ -1,0 +1,41 @@
+"""The payment port (``kiosk.payments.PaymentPort``) over HTTP.
+
+``authorize`` is asked while the customer waits, so it gets a short timeout and no retries:
+the centre's answer is authoritative, and no answer is ``PaymentOffline``. ``capture`` tries
+once; a capture that gets no answer stays in the ``captures`` table, and the sync agent
+retries it (``sync.agent``) until the centre answers.
+"""
+
+from __future__ import annotations
+
+from kiosk.payments import Authorization, PaymentOffline
+from sync.http_link import CentralRefused, CentralUnreachable, HttpLink
+
+
+class HttpPaymentPort:
+    def __init__(self, link: HttpLink):
+        self.link = link
+
+    def authorize(self, session: str, code: str, hold_fen: int) -> Authorization:
+        try:
+            a = self.link.post_json(
+                "/payments/authorize", {"session": session, "code": code, "hold_fen": hold_fen}
+            )
+        except CentralUnreachable as e:
+            raise PaymentOffline(str(e)) from e
+        except CentralRefused as e:
+            return Authorization(False, None, e.error)
+        if not isinstance(a, dict) or not isinstance(a.get("ok"), bool):
+            raise PaymentOffline("the centre's answer to authorize is not {ok, auth_id}")
+        return Authorization(a["ok"], a.get("auth_id"), str(a.get("why") or ""))
+
+    def capture(self, auth_id: str, amount_fen: int) -> bool:
+        try:
+            a = self.link.post_json(
+                "/payments/capture", {"auth_id": auth_id, "amount_fen": amount_fen}
+            )
+        except CentralUnreachable as e:
+            raise PaymentOffline(str(e)) from e
+        except CentralRefused:
+            return False
+        return isinstance(a, dict) and a.get("ok") is True

@@ -1,0 +1,189 @@
+"""The sync agent's side of the cabinet database (schema: docs/internals.md).
+
+Reads are streamed in bounded pages (never the whole backlog); every write is one short
+``BEGIN IMMEDIATE`` transaction so the controller, writing sales in the same file, waits at
+most a few milliseconds. ``StorageFull`` is the one translation of SQLITE_FULL / disk I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from kiosk import db as kdb
+from kiosk import wire
+
+SEVERITIES = ("info", "warning", "alarm")
+
+
+class StorageFull(Exception):
+    """The database cannot take another write (disk or page limit full)."""
+
+
+def open_db(path: str | Path) -> Database:
+    """The cabinet database, migrated (the same pragmas as every process)."""
+    db = kdb.connect(path)
+    kdb.migrate(db)
+    return db
+
+
+@contextmanager
+def tx(db: Database) -> Iterator[Database]:
+    """``kiosk.db.transaction``; SQLITE_FULL and friends come out as ``StorageFull``."""
+    try:
+        with kdb.transaction(db):
+            yield db
+    except sqlite3.DatabaseError as e:
+        code = getattr(e, "sqlite_errorcode", None)
+        if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) or "is full" in str(e):
+            raise StorageFull(f"the cabinet's database cannot take more writes: {e}") from e
+        raise
+
+
+def append(db: Database, type: str, body: dict[str, Any]) -> tuple[str, int]:
+    """An outbox record inside the caller's transaction: (id, seq)."""
+    return kdb.outbox_append(db, type, body)
+
+
+def add_event(
+    db: Database,
+    kind: str,
+    detail: dict[str, Any],
+    severity: str = "warning",
+    device: str | None = None,
+) -> None:
+    """An event row and its outbox record, inside the caller's transaction."""
+    at = wire.now_iso()
+    db.execute(
+        "INSERT INTO events(id, at, kind, severity, device, detail_json, alarm) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            wire.uuid7(),
+            at,
+            kind,
+            severity,
+            device,
+            json.dumps(detail, ensure_ascii=False),
+            int(severity == "alarm"),
+        ),
+    )
+    append(db, "event", {"kind": kind, "severity": severity, "device": device, **detail})
+
+
+def event(db: Database, kind: str, detail: dict[str, Any], severity="warning") -> None:
+    with tx(db):
+        add_event(db, kind, detail, severity)
+
+
+# -- the outbox ---------------------------------------------------------------------------------
+def next_records(
+    db: Database, after_seq: int, max_records: int, max_bytes: int
+) -> list[wire.Record]:
+    """Pending records after ``after_seq``, oldest first, within both bounds.
+
+    A single record larger than ``max_bytes`` still goes alone, or it would block the queue.
+    """
+    rows = db.execute(
+        "SELECT id, seq, type, at, body FROM outbox WHERE state = 'pending' AND seq > ? "
+        "ORDER BY seq LIMIT ?",
+        (after_seq, max_records),
+    )
+    out: list[wire.Record] = []
+    size = 40
+    for rid, seq, typ, at, body in rows:
+        size += len(body) + len(rid) + len(at) + 60
+        if out and size > max_bytes:
+            break
+        out.append(wire.Record(rid, seq, typ, at, body))
+    return out
+
+
+def mark_acked(db: Database, ack: wire.Ack) -> tuple[int, int]:
+    """Apply the centre's ack: stored -> delivered; rejected -> dead letter with an event.
+
+    Returns (delivered, dead) counts of records that were still pending.
+    """
+    now = wire.now_iso()
+    with tx(db):
+        before = db.conn.total_changes
+        db.conn.executemany(
+            "UPDATE outbox SET state = 'delivered', batch = ?, delivered_at = ? "
+            "WHERE id = ? AND state = 'pending'",
+            [(ack.batch, now, i) for i in ack.stored],
+        )
+        delivered = db.conn.total_changes - before
+        dead = 0
+        for r in ack.rejected:
+            cur = db.execute(
+                "UPDATE outbox SET state = 'dead', batch = ?, why = ? "
+                "WHERE id = ? AND state = 'pending'",
+                (ack.batch, r.why, r.id),
+            )
+            if cur.rowcount:
+                dead += 1
+                add_event(db, "dead letter", {"record": r.id, "why": r.why})
+    return delivered, dead
+
+
+@dataclass(frozen=True)
+class Backlog:
+    pending: int
+    oldest_at: str | None
+    dead: int
+
+
+def backlog(db: Database) -> Backlog:
+    n, oldest = db.execute(
+        "SELECT count(*), min(at) FROM outbox WHERE state = 'pending'"
+    ).fetchone()
+    dead = db.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
+    return Backlog(n, oldest, dead)
+
+
+def prune_delivered(db: Database, before_iso: str) -> int:
+    """Delete delivered records older than ``before_iso``; pending and dead ones stay."""
+    with tx(db):
+        cur = db.execute(
+            "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?", (before_iso,)
+        )
+    return cur.rowcount
+
+
+# -- settings (small key/value state of the agent) ------------------------------------------
+def get_setting(db: Database, key: str, default: str | None = None) -> str | None:
+    row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else default
+
+
+def put_setting(db: Database, key: str, value: str) -> None:
+    """Inside the caller's transaction."""
+    db.execute(
+        "INSERT INTO settings(key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+# -- captures -----------------------------------------------------------------------------
+def pending_captures(db: Database, limit: int = 50) -> list[tuple[str, int]]:
+    return db.execute(
+        "SELECT auth_id, amount_fen FROM captures WHERE state = 'pending' "
+        "ORDER BY updated_at LIMIT ?",
+        (limit,),
+    ).fetchall()
+
+
+def capture_tried(db: Database, auth_id: str, done: bool, error: str | None) -> None:
+    with tx(db):
+        db.execute(
+            "UPDATE captures SET state = ?, tries = tries + 1, last_error = ?, updated_at = ? "
+            "WHERE auth_id = ?",
+            ("done" if done else "pending", error, wire.now_iso(), auth_id),
+        )

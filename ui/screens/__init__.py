@@ -1,0 +1,1 @@
+"""The screens: one Python class per screen here, its layout in ``ui/kv/<screen>.kv``."""
