@@ -264,7 +264,7 @@ class ModbusScaleBus:
         except (_NoAnswer, ValueError) as e:
             fault = e.fault if isinstance(e, _NoAnswer) else "bad value"
             reading = Reading(shelf.id, time.monotonic(), None, fault=fault)
-        if reading.fault in ("timeout", "bad value") or (reading.fault or "").startswith("exc"):
+        if reading.fault is not None and reading.fault != "overload":  # no usable answer
             shelf.misses += 1
             if shelf.misses >= MISSES_BEFORE_SILENT:
                 shelf.health.report(False, reading.fault or "")

@@ -140,6 +140,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(Path(args.config)) if args.config else demo.run()
 
 
+# -- Step 6: the touchscreen ------------------------------------------------------------------
+def _cmd_ui_shots(args: argparse.Namespace) -> int:
+    """Kivy runs in child processes (one per orientation) with KIVY_HOME under --state."""
+    from ui import fonts, shots
+
+    try:
+        fonts.find_cjk_font()
+    except fonts.CJKFontMissing as e:
+        print(f"kiosk ui shots: {e}", file=sys.stderr)
+        return 1
+    state = Path(args.state) if args.state else Path(args.out) / ".state"
+    try:
+        files = shots.render_all(Path(args.out), state, args.screen or None)
+    except RuntimeError as e:
+        print(f"kiosk ui shots: {e}", file=sys.stderr)
+        return 1
+    print(f"{len(files)} screenshots in {args.out}")
+    return 0
+
+
 def _not_built(args: argparse.Namespace) -> int:
     print(f"kiosk {args.command}: not built yet", file=sys.stderr)
     return 3
@@ -333,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--catalog", help="catalogue JSON for categories and suppliers")
     sp.add_argument("--timezone", default="Asia/Shanghai")
     _report_args(sp)
+
+    uig = group("ui", "the touchscreen")
+    c = cmd("shots", _cmd_ui_shots, "render every screen (both languages, orientations)", uig)
+    c.add_argument("--out", required=True, metavar="DIR", help="<screen>-<lang>-<orientation>.png")
+    c.add_argument("--state", metavar="DIR", help="KIVY_HOME and image cache (default: DIR/.state)")
+    c.add_argument("--screen", action="append", help="only this screen (repeatable)")
 
     c = cmd("report", _cmd_report, "the programme's figures from this cabinet's database")
     c.add_argument("--db", help="the database (default: the configuration's [database] path)")

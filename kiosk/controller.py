@@ -323,7 +323,9 @@ class Controller:
         # 2. shelves: start the bus and wait for a reading from each (bounded)
         self.scales.start(self._post)
         deadline = t + min(5.0, self.cfg.limits.settle_timeout_s)
-        while self.clock() < deadline and not all(s.id in self.last for s in self.cfg.shelves):
+        while self.clock() < deadline and not all(
+            len(self.ring.get(s.id, ())) >= BASELINE_SAMPLES for s in self.cfg.shelves
+        ):
             try:
                 item = self._q.get(timeout=0.05)
             except queue.Empty:

@@ -8,6 +8,7 @@ not waited for.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import sqlite3
@@ -23,7 +24,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from kiosk import config as config_mod
-from kiosk.config import Config
+from kiosk.config import Config, Door
 from kiosk.hardware import CodeSource, DeviceHealth, LockBoard, Reading, ScaleBus
 
 T = TypeVar("T")
@@ -105,7 +106,7 @@ LockOpener = Callable[[str, str, int], LockBoard]  # (protocol, url, baud) -> an
 
 def check_doors(cfg: Config, open_line: LockOpener, timeout_s: float = 5.0) -> list[Check]:
     """Query every lock board the doors use; one row per door, naming its line and board."""
-    lines: dict[tuple[str, str, int], list] = {}
+    lines: dict[tuple[str, str, int], list[Door]] = {}
     for door in cfg.doors:
         lines.setdefault((door.protocol, door.url, door.baud), []).append(door)
     rows: list[Check] = []
@@ -120,22 +121,31 @@ def check_doors(cfg: Config, open_line: LockOpener, timeout_s: float = 5.0) -> l
             rows += [Check(f"door {d.id}", False, f"{url}: {_why(e)}") for d in doors]
             continue
         try:
-            answers: dict[int, frozenset[int] | Exception] = {}
-            for d in doors:
-                if d.board not in answers:
-                    try:
-                        answers[d.board] = within(timeout_s, lambda b=d.board: board.open_locks(b))
-                    except Exception as e:
-                        answers[d.board] = e
-                got = answers[d.board]
-                where = f"{protocol} board {d.board} lock {d.lock} on {url}"
-                if isinstance(got, Exception):
-                    rows.append(Check(f"door {d.id}", False, f"{where}: {_why(got)}"))
-                else:
-                    state = "open (not latched)" if d.lock in got else "latched"
-                    rows.append(Check(f"door {d.id}", True, f"{where}: {state}"))
+            rows += _query_doors(board, doors, protocol, url, timeout_s)
         finally:
             _quietly(board.close)
+    return rows
+
+
+def _query_doors(
+    board: LockBoard, doors: Sequence[Door], protocol: str, url: str, timeout_s: float
+) -> list[Check]:
+    """One ``open_locks`` query per board address on the line; one row per door."""
+    answers: dict[int, frozenset[int] | Exception] = {}
+    rows = []
+    for d in doors:
+        if d.board not in answers:
+            try:
+                answers[d.board] = within(timeout_s, lambda b=d.board: board.open_locks(b))
+            except Exception as e:
+                answers[d.board] = e
+        got = answers[d.board]
+        where = f"{protocol} board {d.board} lock {d.lock} on {url}"
+        if isinstance(got, Exception):
+            rows.append(Check(f"door {d.id}", False, f"{where}: {_why(got)}"))
+        else:
+            state = "open (not latched)" if d.lock in got else "latched"
+            rows.append(Check(f"door {d.id}", True, f"{where}: {state}"))
     return rows
 
 
@@ -221,10 +231,8 @@ def check_scanner(
 
 
 def _quietly(fn: Callable[[], object]) -> None:
-    try:
+    with contextlib.suppress(Exception):  # closing a device that already failed: nothing to add
         fn()
-    except Exception:
-        pass  # closing a device that already failed: nothing more to report
 
 
 # -- database, disk, clock ----------------------------------------------------------------

@@ -51,7 +51,7 @@ def redact_text(text: str) -> str:
 
 
 def redact(value: Any) -> Any:
-    """A copy of ``value`` with secret-named keys masked at any depth and secret-looking text masked."""
+    """A copy of ``value``: secret-named keys masked at any depth, secret-looking text masked."""
     if isinstance(value, Mapping):
         return {str(k): MASK if is_secret_key(str(k)) else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -124,7 +124,9 @@ class ControlServer(socketserver.ThreadingTCPServer):
     def __init__(self, target: Controlled, port: int = 0):
         self.target = target
         super().__init__(("127.0.0.1", port), _Handler)
-        self._thread = threading.Thread(target=self.serve_forever, name="sim-control", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(0.05,), name="sim-control", daemon=True
+        )
 
     @property
     def address(self) -> str:

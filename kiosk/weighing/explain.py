@@ -24,6 +24,10 @@ LOG_ITEM = math.log(0.4)
 LOG_OVERSTOCK = math.log(0.01)
 LOG_MOVE = math.log(0.05)
 LOG_MIXED = math.log(0.5)  # an item put down on a shelf that also lost items
+# People take several of one product more often than one each of several: every further lane
+# (or shelf) a take spans costs this on top of the per-item prior.
+LOG_NEW_LANE = math.log(0.35)
+LOG_NEW_SHELF = math.log(0.6)
 LOG_FOREIGN = math.log(0.02) + math.log(1.0 / 2000.0)
 # Catalogue means are off by a fraction of a percent (batch, packaging): a per-product bias.
 REL_BIAS = 0.004
@@ -136,6 +140,9 @@ def shelf_candidates(
             prior = len(add) * LOG_MOVE
             if add and any(r):
                 prior += LOG_MIXED
+            lanes_used = sum(1 for k in r if k)
+            if lanes_used > 1:
+                prior += (lanes_used - 1) * LOG_NEW_LANE
             for k, ln in zip(r, lanes):
                 if k:
                     var += k * ln.unit_sd_g**2 + (k * REL_BIAS * ln.unit_g) ** 2
@@ -198,6 +205,9 @@ def _resolve(
             # The move's prior already covers lifting the item: undo its per-item prior.
             adjust += _pair_adjust(by_id[src[0]], c, -item_var) - LOG_ITEM
     foreign = tuple(sid for sid, c in zip(shelf_ids, cands) if c.foreign)
+    shelves_used = sum(1 for c in cands if c.removed)
+    if shelves_used > 1:
+        adjust += (shelves_used - 1) * LOG_NEW_SHELF
     return Joint(
         tuple(cands),
         sum(c.score for c in cands) + adjust,

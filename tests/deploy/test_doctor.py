@@ -167,6 +167,20 @@ def test_a_silent_transmitter_is_named(tmp_path: Path, broker: str, central: str
     assert line_for(lines, "shelf D1-S1").startswith("ok ")
 
 
+@needs_sim
+def test_a_silent_lock_board_is_named(tmp_path: Path, broker: str, central: str) -> None:
+    from simulators.faults import parse_fault
+
+    path = write_cabinet(tmp_path, broker, central)
+    with SimulatedCabinet(config.load(path)) as sim:
+        sim.fault("D2", parse_fault(["silent"]))
+        code, lines = run_doctor("--config", str(path))
+    assert code == 1
+    (failed,) = [x for x in lines if x.startswith("FAIL")]
+    assert re.match(r"^FAIL door D2 +kerong_cu board 0 lock 1 on \S+/run/locks-cu: ", failed)
+    assert line_for(lines, "door D1").startswith("ok ")
+
+
 def test_without_any_hardware_every_device_line_names_its_port(tmp_path: Path) -> None:
     path = write_cabinet(tmp_path, "mqtt://127.0.0.1:1", "http://127.0.0.1:1")
     code, lines = run_doctor("--config", str(path), "--db", str(tmp_path / "nowhere.db"))

@@ -8,7 +8,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from kivy.clock import Clock
-from kivy.metrics import dp
+from kivy.core.text import Label as CoreLabel
+from kivy.metrics import dp, sp
 from kivy.properties import BooleanProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.image import Image
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 ATTRACT_AFTER_S = 60.0
 RECEIPT_S = 10.0
 REFUSAL_S = 8.0
+
+
+def text_width(s: str, font_size: float) -> float:
+    lbl = CoreLabel(text=s, font_size=font_size)
+    lbl.refresh()
+    return float(lbl.texture.size[0])
 
 
 class IdleScreen(KioskScreen):
@@ -63,9 +70,7 @@ class IdleScreen(KioskScreen):
         box.clear_widgets()
         for c in cs:
             b = KButton(text=c.label, tone="chip_on" if c.selected else "chip", size_hint_x=None)
-            b.texture_update()
-            b.width = max(dp(theme.TOUCH * 1.5), b.texture_size[0] + dp(32))
-            b.text_size = (None, None)
+            b.width = max(dp(theme.TOUCH * 1.5), text_width(c.label, sp(theme.BODY)) + dp(40))
             b.bind(on_release=lambda _b, cid=c.id: self.pick(app, cid))
             box.add_widget(b)
 
@@ -79,7 +84,6 @@ class IdleScreen(KioskScreen):
         cards = vm.wall(snap, app.lang, self.category, app.image_for)
         self.ids.wall.data = [asdict(c) for c in cards]
         self.ids.empty.text = "" if cards else app.t("no_products")
-        self.ids.empty.height = 0 if cards else dp(80)
 
 
 class AttractScreen(KioskScreen):
