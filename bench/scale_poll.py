@@ -64,10 +64,10 @@ def measure(shelves: int, baud: int, seconds: float) -> tuple[float, float]:
         time.sleep(1.0)  # connect, learn divisions
         started[0] = time.monotonic()
         time.sleep(seconds)
+        started[0] = float("inf")  # what arrives while stopping does not count
         bus.stop()
     shutil.rmtree(folder, ignore_errors=True)
-    per_shelf = sum(counts.values()) / shelves / seconds
-    return per_shelf, wire_max_per_shelf(shelves, baud)
+    return sum(counts.values()) / shelves / seconds, wire_max_per_shelf(shelves, baud)
 
 
 def main(seconds: float = 5.0) -> int:

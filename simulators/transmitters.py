@@ -187,4 +187,6 @@ class TransmitterBus(DeviceThread):
         if self.faults.has("silent", devices) or self.faults.has("unplug", (shelf,)):
             return
         frame = self.faults.mangle(frame, devices)
-        self.write(frame, since=at + self.faults.delay_s(devices))
+        # A transmitter knows a request has ended after 3.5 quiet characters (Modbus RTU).
+        gap = 3.5 * self.pacer.byte_s
+        self.write(frame, since=at + gap + self.faults.delay_s(devices))

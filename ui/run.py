@@ -1,0 +1,56 @@
+"""The hook ``kiosk run`` (without ``--headless``) calls: the touchscreen on a running controller.
+
+Blocks until an operator leaves the kiosk app (the menu's Exit tile), then returns 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def prepare_env(state_dir: Path) -> None:
+    """Before Kivy is imported: its home in the state folder, no argv parsing."""
+    home = Path(state_dir) / "kivy"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("KIVY_HOME", str(home))
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    os.environ.setdefault("KIOSK_UI_CACHE", str(Path(state_dir) / "ui-cache"))
+
+
+def open_touchscreen(
+    controller: Any,
+    config: Any,
+    *,
+    state_dir: Path | None = None,
+    photos: Path | None = None,
+    fullscreen: bool = True,
+) -> int:
+    """``controller``: ``kiosk.controller.Controller`` (snapshot/submit/subscribe);
+    ``config``: ``kiosk.config.Config`` (cabinet, shelves, central URL)."""
+    state = Path(state_dir) if state_dir else Path(config.database).parent
+    prepare_env(state)
+    from kivy.config import Config as KivyConfig
+
+    if fullscreen:
+        KivyConfig.set("graphics", "fullscreen", "auto")
+    from ui import images
+    from ui.app import KioskApp
+
+    images.set_cache_dir(state / "ui-cache")
+    households: dict[str, int] = {}
+    if config.simulator.catalog and Path(config.simulator.catalog).is_file():
+        cat = json.loads(Path(config.simulator.catalog).read_text(encoding="utf-8"))
+        households = {s["id"]: s["households"] for s in cat.get("suppliers", [])}
+    app = KioskApp(
+        controller,
+        central=config.central.http,
+        photos=photos,
+        households=households,
+        timezone=config.cabinet.timezone,
+        shelf_lanes={s.id: tuple(lane.sku for lane in s.lanes) for s in config.shelves},
+    )
+    app.run()
+    return 0
