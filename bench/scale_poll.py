@@ -50,7 +50,7 @@ def measure(shelves: int, baud: int, seconds: float) -> tuple[float, float]:
     (folder / "cabinet.toml").write_text(cabinet_toml(shelves, baud), encoding="utf-8")
     cfg = config.load(folder / "cabinet.toml")
     counts: dict[str, int] = {}
-    started = [0.0]
+    started = [float("inf")]  # nothing counts until the bus has warmed up
 
     def on_reading(r) -> None:
         if r.grams is not None and r.t >= started[0]:

@@ -279,6 +279,237 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return report.cli(report.from_cabinet_db(db, args.timezone), args)
 
 
+# -- Step 4: the controller, its control socket, operators, accounts, sales ---------------------
+def open_devices(cfg, on_health=None):  # -> (locks by door, scale bus, scanner)
+    """Drivers for the devices in the configuration (real serial lines or ``kiosk sim``)."""
+    import drivers
+
+    by_url: dict = {}
+    locks = {}
+    for d in cfg.doors:
+        if d.url not in by_url:
+            states = {(x.board, x.lock): x.open_state for x in cfg.doors if x.url == d.url}
+            by_url[d.url] = drivers.open_lock_board(
+                d.protocol, d.url, d.baud, on_health, open_states=states
+            )
+        locks[d.id] = by_url[d.url]
+    scales = drivers.open_scale_bus(
+        cfg.scales.url,
+        cfg.scales.baud,
+        {s.id: s.slave for s in cfg.shelves},
+        cfg.scales.timeout_s,
+        on_health,
+    )
+    scanner = drivers.open_scanner(cfg.scanner.url, cfg.scanner.baud, on_health)
+    return locks, scales, scanner
+
+
+def payment_port(cfg, key):  # -> kiosk.payments.PaymentPort | None
+    """The HTTP payment port when [central] http is set (sync/ implements it)."""
+    if not cfg.central.http or key is None:
+        return None
+    from sync.http_link import HttpLink
+    from sync.payments import HttpPaymentPort
+
+    ca = str(cfg.central.ca_file) if cfg.central.ca_file else None
+    return HttpPaymentPort(HttpLink(cfg.central.http, cfg.cabinet.id, key, 5.0, ca))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from kiosk import run
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    cfg = _load_config(args.config)
+    db_path = Path(args.db) if args.db else cfg.database
+    from kiosk import db as kdb
+
+    kdb.open_db(db_path).close()  # schema up to date before anything opens a door
+    locks, scales, scanner = open_devices(cfg)
+    payments = payment_port(cfg, run.cabinet_key(cfg, db_path))
+    ui_hook = None
+    if not args.headless:  # the touchscreen (Step 6) provides ui.app.run(controller) -> int
+        try:
+            from ui.app import run as ui_run  # type: ignore[import-not-found]
+        except ImportError:
+            raise UsageError("no touchscreen in this build: use --headless") from None
+        ui_hook = ui_run
+    control = Path(args.control) if args.control else None
+    return run.serve(cfg, db_path, locks, scales, scanner, payments, control, ui_hook)
+
+
+def _cmd_ctl(args: argparse.Namespace) -> int:
+    import json
+
+    from kiosk import control
+
+    try:
+        line = control.words_to_line(list(args.words))
+    except control.CtlUsage as e:
+        raise UsageError(str(e)) from None
+    try:
+        reply = control.request(args.control, line, args.timeout)
+    except OSError as e:
+        print(f"kiosk ctl: cannot reach {args.control}: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(reply, ensure_ascii=False))
+    return 0 if reply.get("ok") else 1
+
+
+def _cmd_operators_add(args: argparse.Namespace) -> int:
+    from kiosk import clock, operators, signing
+    from kiosk import db as kdb
+
+    pin = sys.stdin.readline().strip()
+    if not pin.isdigit() or not 4 <= len(pin) <= 12:
+        raise UsageError("the PIN (on stdin) is 4 to 12 digits")
+    d = _open_existing(args)
+    key = _key_for(args, d)
+    with kdb.transaction(d):
+        op = operators.add(
+            d.conn, args.name, signing.card_account(key, args.card), pin, clock.now_iso()
+        )
+    print(f"operator {op.name} added ({op.id})")
+    return 0
+
+
+def _key_for(args: argparse.Namespace, d) -> bytes:
+    from kiosk import db as kdb
+    from kiosk import signing
+
+    path = getattr(args, "key", None) or kdb.get_setting(d, "key_file")
+    if not path:
+        raise UsageError("no key: give --key FILE (or run `kiosk db init --config` first)")
+    try:
+        return signing.load_key(path)
+    except signing.KeyFileError as e:
+        raise UsageError(str(e)) from None
+
+
+def _cmd_accounts_import(args: argparse.Namespace) -> int:
+    import csv
+
+    from kiosk import auth, clock
+    from kiosk import db as kdb
+
+    rows = []
+    with open(args.file, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"card", "name", "offline_limit_fen", "status"} - set(reader.fieldnames or [])
+        if missing:
+            raise UsageError(f"{args.file}: missing columns {', '.join(sorted(missing))}")
+        for i, r in enumerate(reader, 2):
+            status = (r["status"] or "active").strip()
+            limit = (r["offline_limit_fen"] or "").strip()
+            if status not in ("active", "blocked") or (limit and not limit.isdigit()):
+                raise UsageError(f"{args.file}: line {i}: status active|blocked, limit in fen")
+            rows.append(
+                auth.AccountRow(
+                    r["card"].strip(), r["name"].strip(), int(limit) if limit else None, status
+                )
+            )
+    d = _open_existing(args)
+    key = _key_for(args, d)
+    with kdb.transaction(d):
+        n = auth.import_accounts(d.conn, key, rows, clock.now_iso())
+    print(f"{n} accounts imported")
+    return 0
+
+
+def _cmd_sales_list(args: argparse.Namespace) -> int:
+    import json
+
+    from kiosk import sales
+
+    d = _open_existing(args)
+    rows = sales.list_sales(d)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+    else:
+        for r in rows:
+            flag = "  REVIEW" if r["review"] else ""
+            pay = f"{r['payment']['method']}/{r['payment']['status']}"
+            total = r["total_fen"] / 100
+            print(f"{r['closed_at']}  {r['door']}  {total:8.2f}  {pay}{flag}  {r['id']}")
+    return 0
+
+
+# -- Step 3: weighing -------------------------------------------------------------------------
+def _cmd_weigh(args: argparse.Namespace) -> int:
+    import json
+
+    from kiosk.weighing import solve_scenario
+
+    try:
+        src = sys.stdin if args.inp == "-" else open(args.inp, encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        raise UsageError(f"{args.inp}: {e.strerror}") from e
+    n = 0
+    with src, open(args.out, "w", encoding="utf-8") as out:
+        for lineno, line in enumerate(src, 1):
+            if not line.strip():
+                continue
+            try:
+                scenario = json.loads(line)
+                result = solve_scenario(scenario)
+            except (ValueError, KeyError, TypeError) as e:
+                raise UsageError(f"{args.inp}:{lineno}: not a scenario: {e}") from e
+            out.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
+            n += 1
+    print(f"weighed {n} scenario(s) into {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_planogram_check(args: argparse.Namespace) -> int:
+    import json
+
+    from kiosk import config
+    from kiosk.weighing import LaneStock, ShelfPlan, planogram_warnings
+
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        return 2
+    path = Path(args.catalog) if args.catalog else cfg.simulator.catalog
+    if path is None:
+        raise UsageError("no catalogue: give --catalog FILE or [simulator] catalog in the config")
+    try:
+        products = {p["sku"]: p for p in json.loads(path.read_text(encoding="utf-8"))["products"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: cannot read the catalogue: {e}") from e
+    plans, unknown = [], []
+    for shelf in cfg.shelves:
+        lanes = []
+        for ln in shelf.lanes:
+            prod = products.get(ln.sku)
+            if prod is None:
+                unknown.append(f"{shelf.id}: {ln.sku} is not in the catalogue")
+                continue
+            lanes.append(
+                LaneStock(
+                    ln.sku,
+                    float(prod["unit_g"]),
+                    float(prod.get("unit_sd_g", 0.0)),
+                    int(prod.get("price_fen", 0)),
+                    ln.count,
+                )
+            )
+        div = 1.0 if shelf.capacity_g <= 30000 else 2.0
+        plans.append(ShelfPlan(shelf.id, tuple(lanes), div, float(shelf.capacity_g)))
+    warnings = planogram_warnings(plans, noise_g=args.noise, max_items=args.max_items)
+    for line in unknown:
+        print(f"warning: {line}")
+    for w in warnings:
+        print(f"warning: {w}")
+    print(f"{len(plans)} shelves checked, {len(warnings) + len(unknown)} warning(s)")
+    return 1 if warnings or unknown else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiosk", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -359,6 +590,46 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, metavar="DIR", help="<screen>-<lang>-<orientation>.png")
     c.add_argument("--state", metavar="DIR", help="KIVY_HOME and image cache (default: DIR/.state)")
     c.add_argument("--screen", action="append", help="only this screen (repeatable)")
+
+    c = cmd("run", _cmd_run, "run the controller (and the touchscreen unless --headless)")
+    c.add_argument("--config", required=True, help="the cabinet's TOML file")
+    c.add_argument("--db", help="the database (default: the configuration's [database] path)")
+    c.add_argument("--headless", action="store_true", help="no touchscreen")
+    c.add_argument("--control", metavar="PATH", help="serve intents on this Unix socket")
+
+    c = cmd("ctl", _cmd_ctl, "send one intent to a running controller (kiosk ctl ... state)")
+    c.add_argument("--control", required=True, metavar="PATH")
+    c.add_argument("--timeout", type=float, default=30.0)
+    c.add_argument("words", nargs=argparse.REMAINDER, help="state | scan TEXT | confirm N | ...")
+
+    opg = group("operators", "operator accounts (card + PIN)")
+    c = cmd("add", _cmd_operators_add, "add an operator; the PIN is read from stdin", opg)
+    c.add_argument("--db", required=True)
+    c.add_argument("--name", required=True)
+    c.add_argument("--card", required=True, metavar="UID")
+    c.add_argument("--key", metavar="FILE", help="the cabinet key (default: db's key_file)")
+
+    acg = group("accounts", "staff card accounts")
+    c = cmd("import", _cmd_accounts_import, "CSV card,name,offline_limit_fen,status", acg)
+    c.add_argument("file")
+    c.add_argument("--db", required=True)
+    c.add_argument("--key", metavar="FILE", help="the cabinet key (default: db's key_file)")
+
+    slg = group("sales", "the cabinet's recorded sales")
+    c = cmd("list", _cmd_sales_list, "every sale, oldest first", slg)
+    c.add_argument("--db", required=True)
+    c.add_argument("--json", action="store_true", help="a JSON array")
+
+    c = cmd("weigh", _cmd_weigh, "scenario file in (JSON Lines), verdicts out (weighing.md)")
+    c.add_argument("--in", dest="inp", required=True, metavar="SCENARIOS.jsonl", help="- for stdin")
+    c.add_argument("--out", required=True, metavar="RESULTS.jsonl")
+
+    plg = group("planogram", "check what the shelves' load cells can tell apart")
+    c = cmd("check", _cmd_planogram_check, "takes of 1-3 items a shelf cannot tell apart", plg)
+    c.add_argument("--config", required=True, help="the cabinet's TOML file")
+    c.add_argument("--catalog", help="catalogue JSON (default: the config's [simulator] catalog)")
+    c.add_argument("--noise", type=float, help="reading noise in grams (default: the division)")
+    c.add_argument("--max-items", type=int, default=3)
 
     c = cmd("report", _cmd_report, "the programme's figures from this cabinet's database")
     c.add_argument("--db", help="the database (default: the configuration's [database] path)")

@@ -120,9 +120,17 @@ def words_to_line(words: list[str]) -> str:
             choice = None if rest[0] == "none" else int(rest[0]) - 1
             d = {"intent": "confirm_basket", "choice": choice}
         elif verb in ("cancel", "dismiss", "logout"):
-            d = {"intent": {"dismiss": "dismiss_receipt", "logout": "operator_logout"}.get(verb, verb)}
+            d = {
+                "intent": {"dismiss": "dismiss_receipt", "logout": "operator_logout"}.get(
+                    verb, verb
+                )
+            }
         elif verb == "login":
-            d = {"intent": "operator_login", "card": _opt(rest, "--card"), "pin": _opt(rest, "--pin")}
+            d = {
+                "intent": "operator_login",
+                "card": _opt(rest, "--card"),
+                "pin": _opt(rest, "--pin"),
+            }
         elif verb == "restock":
             d = {"intent": "open_door_for_restock", "door": rest[0]}
         elif verb == "open":
@@ -133,7 +141,9 @@ def words_to_line(words: list[str]) -> str:
                 lane, _, n = w.partition("=")
                 shelf, _, sku = lane.partition(":")
                 n, _, exp = n.partition("@")
-                counts.append({"shelf": shelf, "sku": sku, "count": int(n), "expires_on": exp or None})
+                counts.append(
+                    {"shelf": shelf, "sku": sku, "count": int(n), "expires_on": exp or None}
+                )
             d = {"intent": "confirm_counts", "door": rest[0], "counts": counts}
         elif verb == "calibrate":
             d = {"intent": "calibrate", "shelf": rest[0], "step": rest[1]}

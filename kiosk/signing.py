@@ -51,7 +51,12 @@ def sign_message(key: bytes, message: dict[str, Any]) -> dict[str, Any]:
 
 def verify_message(key: bytes, message: dict[str, Any]) -> bool:
     sig = message.get("sig")
-    return isinstance(sig, str) and hmac.compare_digest(sig, _hmac_hex(key, canonical(message)))
+    # compare_digest raises on non-ASCII text: a hostile sig must be a refusal, not a crash.
+    return (
+        isinstance(sig, str)
+        and sig.isascii()
+        and hmac.compare_digest(sig, _hmac_hex(key, canonical(message)))
+    )
 
 
 def card_account(key: bytes, uid: str) -> str:
@@ -65,4 +70,6 @@ def request_signature(key: bytes, timestamp: int, body: bytes) -> str:
 
 
 def verify_request(key: bytes, timestamp: int, body: bytes, signature: str) -> bool:
-    return hmac.compare_digest(signature, request_signature(key, timestamp, body))
+    return signature.isascii() and hmac.compare_digest(
+        signature, request_signature(key, timestamp, body)
+    )

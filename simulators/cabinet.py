@@ -35,7 +35,8 @@ class SimulatedCabinet:
         for d in config.doors:
             by_url.setdefault(d.url, []).append(d)
         self.lock_lines = [
-            LockLineSim(doors, self.model, _link(url), seed + i) for i, (url, doors) in enumerate(by_url.items())
+            LockLineSim(doors, self.model, _link(url), seed + i)
+            for i, (url, doors) in enumerate(by_url.items())
         ]
         self._line_of = {d: line for line in self.lock_lines for d in line.door_ids}
         self.scales = TransmitterBus(config, self.model, _link(config.scales.url), seed + 100)

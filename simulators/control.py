@@ -71,12 +71,21 @@ COMMANDS: dict[str, Command] = {
     "take": Command("take SHELF SKU [N]", 2, 3, _take),
     "put": Command("put SHELF SKU [N]", 2, 3, _put),
     "lean": Command(
-        "lean SHELF GRAMS SECONDS", 3, 3, lambda c, a: c.model.lean(a[0], _number(a[1]), _number(a[2]))
+        "lean SHELF GRAMS SECONDS",
+        3,
+        3,
+        lambda c, a: c.model.lean(a[0], _number(a[1]), _number(a[2])),
     ),
-    "foreign": Command("foreign SHELF GRAMS", 2, 2, lambda c, a: c.model.foreign(a[0], _number(a[1]))),
-    "stock": Command("stock SHELF SKU N", 3, 3, lambda c, a: c.model.stock(a[0], a[1], _count(a[2]))),
+    "foreign": Command(
+        "foreign SHELF GRAMS", 2, 2, lambda c, a: c.model.foreign(a[0], _number(a[1]))
+    ),
+    "stock": Command(
+        "stock SHELF SKU N", 3, 3, lambda c, a: c.model.stock(a[0], a[1], _count(a[2]))
+    ),
     "scan": Command("scan CODE", 1, 1, lambda c, a: c.scan(a[0])),
-    "fault": Command("fault DEVICE KIND [ARGS]", 2, 3, lambda c, a: c.fault(a[0], parse_fault(a[1:]))),
+    "fault": Command(
+        "fault DEVICE KIND [ARGS]", 2, 3, lambda c, a: c.fault(a[0], parse_fault(a[1:]))
+    ),
     "clear": Command("clear DEVICE", 1, 1, lambda c, a: c.clear(a[0])),
     "state": Command("state", 0, 0, lambda c, a: c.model.state()),
 }

@@ -22,7 +22,9 @@ class LockLineSim(DeviceThread):
     def __init__(self, doors: list[Door], model: CabinetModel, link: Path | None, seed: int):
         protocols = {d.protocol for d in doors}
         if len(protocols) != 1:
-            raise ValueError(f"doors {', '.join(d.id for d in doors)} share a line but not a protocol")
+            raise ValueError(
+                f"doors {', '.join(d.id for d in doors)} share a line but not a protocol"
+            )
         super().__init__(f"locks-{doors[0].id}", link, doors[0].baud, LineFaults(seed))
         self.protocol = doors[0].protocol
         self.door_ids = tuple(d.id for d in doors)
@@ -62,7 +64,9 @@ class LockLineSim(DeviceThread):
                 return int(d.open_state, 16) if d else 0x11
 
             return reply_8a80(req, lambda lock: self._unlatched(b, lock), open_byte)
-        return reply_cu(req, lambda lock: self._unlatched(b, lock), lambda lock: self._stocked(b, lock))
+        return reply_cu(
+            req, lambda lock: self._unlatched(b, lock), lambda lock: self._stocked(b, lock)
+        )
 
     def _stocked(self, board: int, lock: int) -> bool:
         """The CU board's infrared bit: something is on the door's shelves."""

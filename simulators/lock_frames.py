@@ -87,7 +87,9 @@ class RequestParser:
         return out
 
 
-def reply_8a80(req: Request, unlatched: Callable[[int], bool], open_byte: Callable[[int], int]) -> bytes:
+def reply_8a80(
+    req: Request, unlatched: Callable[[int], bool], open_byte: Callable[[int], int]
+) -> bytes:
     """The 8A/80 reply to ``req``; ``unlatched(lock)`` and ``open_byte(lock)`` per lock.
 
     ``open_byte`` is the status byte this lock's wiring shows for "open" (the door's
@@ -111,7 +113,9 @@ def reply_8a80(req: Request, unlatched: Callable[[int], bool], open_byte: Callab
     return body + bytes([xor(body)])
 
 
-def reply_cu(req: Request, unlatched: Callable[[int], bool], present: Callable[[int], bool]) -> bytes:
+def reply_cu(
+    req: Request, unlatched: Callable[[int], bool], present: Callable[[int], bool]
+) -> bytes:
     """The Kerong CU status frame: hook bits (1 = open) and infrared bits, locks 1..16."""
     hooks = sum(1 << (lock - 1) for lock in range(1, 17) if unlatched(lock))
     items = sum(1 << (lock - 1) for lock in range(1, 17) if present(lock))

@@ -133,7 +133,9 @@ class CabinetModel:
         self.doors = {d.id: _Door(d.id) for d in config.doors}
         self.shelves: dict[str, _Scale] = {}
         for i, s in enumerate(config.shelves):
-            lanes = {lane.sku: [self._new_item(lane.sku) for _ in range(lane.count)] for lane in s.lanes}
+            lanes = {
+                lane.sku: [self._new_item(lane.sku) for _ in range(lane.count)] for lane in s.lanes
+            }
             scale = _Scale(s, i, division_for(s.capacity_g), lanes)
             scale.base_g = scale.true_load()
             self.shelves[s.id] = scale
@@ -338,7 +340,9 @@ class CabinetModel:
             for d in self.doors.values():
                 d.tick(now)
             return {
-                "doors": {d.id: {"latched": d.latched, "open": d.open} for d in self.doors.values()},
+                "doors": {
+                    d.id: {"latched": d.latched, "open": d.open} for d in self.doors.values()
+                },
                 "shelves": {
                     s.shelf.id: {
                         "load_g": round(s.true_load(), 1),

@@ -79,6 +79,29 @@ def log_mix(x: float, var: float) -> float:
     return math.log(a + b + 1e-300) - 0.5 * math.log(2.0 * math.pi * var)
 
 
+def _removals(
+    mus: list[float], caps: list[int], rest: list[float], target: float, tol: float
+) -> list[tuple[int, ...]]:
+    """Every count vector (lanes heaviest first) whose weight is within tol of target."""
+    found: list[tuple[int, ...]] = []
+
+    def dfs(i: int, s: float, r: list[int]) -> None:
+        if s > target + tol or s + rest[i] < target - tol:
+            return
+        if i == len(mus):
+            found.append(tuple(r))
+            return
+        for k in range(caps[i] + 1):
+            r.append(k)
+            dfs(i + 1, s + k * mus[i], r)
+            r.pop()
+            if s + k * mus[i] > target + tol:
+                break
+
+    dfs(0, 0.0, [])
+    return found
+
+
 def movable(shelves: Sequence[ShelfObs]) -> set[str]:
     """Products that may have been put down elsewhere: their shelf lost at least one unit."""
     out = set()
@@ -118,24 +141,9 @@ def shelf_candidates(
         tol = 5.0 * math.sqrt(spread) + 2.0 * obs.div
         if target + tol < 0:
             continue
-        found: list[tuple[int, ...]] = []
-
-        def dfs(i: int, s: float, r: list[int]) -> None:
-            if s > target + tol or s + rest[i] < target - tol:
-                return
-            if i == len(lanes):
-                found.append(tuple(r))
-                return
-            for k in range(caps[i] + 1):
-                r.append(k)
-                dfs(i + 1, s + k * mus[i], r)
-                r.pop()
-                if s + k * mus[i] > target + tol:
-                    break
-
-        dfs(0, 0.0, [])
+        found = _removals(mus, caps, rest, target, tol)
         for r in found:
-            mu = sum(k * m for k, m in zip(r, mus)) - add_mu
+            mu = sum(k * m for k, m in zip(r, mus, strict=False)) - add_mu
             var = obs.var + add_var
             prior = len(add) * LOG_MOVE
             if add and any(r):
@@ -143,12 +151,12 @@ def shelf_candidates(
             lanes_used = sum(1 for k in r if k)
             if lanes_used > 1:
                 prior += (lanes_used - 1) * LOG_NEW_LANE
-            for k, ln in zip(r, lanes):
+            for k, ln in zip(r, lanes, strict=False):
                 if k:
                     var += k * ln.unit_sd_g**2 + (k * REL_BIAS * ln.unit_g) ** 2
                     prior += k * LOG_ITEM + max(0, k - ln.count) * LOG_OVERSTOCK
             resid = obs.delta + mu
-            removed = tuple((ln.sku, k) for k, ln in zip(r, lanes) if k)
+            removed = tuple((ln.sku, k) for k, ln in zip(r, lanes, strict=False) if k)
             score = log_mix(resid, var) + prior
             out.append(Cand(removed, add, False, score, resid / math.sqrt(var), resid, var))
     # A foreign object: a rise no product explains, on a shelf otherwise left alone.
@@ -184,15 +192,15 @@ def _resolve(
     """Turn one candidate per shelf into a basket; None when an item came from nowhere."""
     removed: Counter[str] = Counter()
     sources: dict[str, list[str]] = {}
-    for sid, c in zip(shelf_ids, cands):
+    for sid, c in zip(shelf_ids, cands, strict=False):
         for sku, n in c.removed:
             removed[sku] += n
             sources.setdefault(sku, []).extend([sid] * n)
     moves: list[Move] = []
     taken = Counter(removed)
-    by_id = dict(zip(shelf_ids, cands))
+    by_id = dict(zip(shelf_ids, cands, strict=False))
     adjust = 0.0
-    for sid, c in zip(shelf_ids, cands):
+    for sid, c in zip(shelf_ids, cands, strict=False):
         for sku in c.added:
             src = [s for s in sources.get(sku, []) if s != sid]
             if not src:
@@ -204,7 +212,7 @@ def _resolve(
             item_var = u.unit_sd_g**2 + (REL_BIAS * u.unit_g) ** 2
             # The move's prior already covers lifting the item: undo its per-item prior.
             adjust += _pair_adjust(by_id[src[0]], c, -item_var) - LOG_ITEM
-    foreign = tuple(sid for sid, c in zip(shelf_ids, cands) if c.foreign)
+    foreign = tuple(sid for sid, c in zip(shelf_ids, cands, strict=False) if c.foreign)
     shelves_used = sum(1 for c in cands if c.removed)
     if shelves_used > 1:
         adjust += (shelves_used - 1) * LOG_NEW_SHELF
@@ -235,13 +243,13 @@ def best_joints(
         pops += 1
         if -neg < best - KEEP_WITHIN:
             break
-        j = _resolve(shelf_ids, [lst[i] for lst, i in zip(lists, idx)], units)
+        j = _resolve(shelf_ids, [lst[i] for lst, i in zip(lists, idx, strict=False)], units)
         if j is not None:
             out.append(j)
             best = max(best, j.score)
         for p in range(len(lists)):
             if idx[p] + 1 < len(lists[p]):
-                nxt = idx[:p] + (idx[p] + 1,) + idx[p + 1 :]
+                nxt = (*idx[:p], idx[p] + 1, *idx[p + 1 :])
                 if nxt not in seen:
                     seen.add(nxt)
                     d = lists[p][idx[p] + 1].score - lists[p][idx[p]].score
@@ -286,8 +294,10 @@ def explain(
     cheaper = sum(b.score for b in baskets if b.charge_fen < b0.charge_fen)
     other = sum(b.score for b in baskets if dict(b.taken) != dict(b0.taken))
     best_j = next(
-        j for j in joints if (tuple(sorted(j.taken.items())), j.moves, j.foreign) == (
-            tuple(sorted(b0.taken.items())), b0.misplaced, b0.foreign)
+        j
+        for j in joints
+        if (tuple(sorted(j.taken.items())), j.moves, j.foreign)
+        == (tuple(sorted(b0.taken.items())), b0.misplaced, b0.foreign)
     )
     z = max((abs(c.z) for c in best_j.cands), default=0.0)
     return Explanation(tuple(baskets), z, cheaper, other)

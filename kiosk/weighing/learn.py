@@ -72,7 +72,9 @@ def observe(w: UnitWeight, grams: float, items: int, noise_g: float = 1.0) -> Un
             PRIOR_ITEMS + singles
         )
         sd = math.sqrt(max(pooled, 0.0))
-    return replace(w, mean_g=mean, mean_var=1.0 / prec, sd_g=sd, n=w.n + items, ss=ss, singles=singles)
+    return replace(
+        w, mean_g=mean, mean_var=1.0 / prec, sd_g=sd, n=w.n + items, ss=ss, singles=singles
+    )
 
 
 def refined(stock: LaneStock, w: UnitWeight | None) -> LaneStock:

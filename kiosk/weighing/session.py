@@ -116,7 +116,7 @@ class SessionWeigher:
             if base is None:
                 faults[sid] = "missing"
                 continue
-            bad = tr.fault(t_close, now, base.sigma)
+            bad = tr.fault(t_close, now, base.sigma, base.quiet)
             if bad is not None:
                 faults[sid] = FAULT_WHY[bad]
                 continue

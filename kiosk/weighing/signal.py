@@ -6,6 +6,7 @@ noisy cells. Everything here is robust to missing samples (None) and to isolated
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class Baseline:
     level: float
     n: int
     sigma: float  # reading noise (1 sd), floored at a fraction of the division
+    quiet: bool = False  # the cell never left one value: noise below its division
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def robust_mean(xs: list[float], div: float) -> float:
 
 def noise_sigma(xs: list[float], div: float) -> float:
     """Reading noise from successive differences (immune to drift), spikes clipped."""
-    d = [b - a for a, b in zip(xs, xs[1:])]
+    d = [b - a for a, b in itertools.pairwise(xs)]
     if len(d) < 2:
         return max(div, 1.0)
     mad = 1.4826 * median([abs(x) for x in d])
@@ -73,7 +75,7 @@ def median3(xs: list[float]) -> list[float]:
     if len(xs) < 3:
         return xs[:]
     out = [xs[0]]
-    for a, b, c in zip(xs, xs[1:], xs[2:]):
+    for a, b, c in zip(xs, xs[1:], xs[2:], strict=False):
         out.append(a if (b - a) * (a - c) >= 0 else c if (a - c) * (c - b) >= 0 else b)
     out.append(xs[-1])
     return out
@@ -87,8 +89,8 @@ def line_fit(ts: list[float], xs: list[float]) -> tuple[float, float, float]:
     stt = sum((t - tm) ** 2 for t in ts)
     if stt <= 0.0:
         return 0.0, 0.0, math.inf
-    b = sum((t - tm) * (x - xm) for t, x in zip(ts, xs)) / stt
-    rss = sum((x - xm - b * (t - tm)) ** 2 for t, x in zip(ts, xs))
+    b = sum((t - tm) * (x - xm) for t, x in zip(ts, xs, strict=False)) / stt
+    rss = sum((x - xm - b * (t - tm)) ** 2 for t, x in zip(ts, xs, strict=False))
     return b, math.sqrt(rss / max(n - 2, 1)), 1.0 / math.sqrt(stt)
 
 
@@ -119,39 +121,50 @@ class ShelfTrack:
 
     def valid(self, t1: float, t2: float) -> tuple[list[float], list[float]]:
         i, j = bisect_left(self.ts, t1), bisect_left(self.ts, t2)
-        pairs = [(t, g) for t, g in zip(self.ts[i:j], self.gs[i:j]) if g is not None]
+        pairs = [(t, g) for t, g in zip(self.ts[i:j], self.gs[i:j], strict=False) if g is not None]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def baseline(self, t_open: float) -> Baseline | None:
         _, xs = self.valid(t_open - BASELINE_SPAN_S, t_open)
         if len(xs) < 3:
             return None
-        return Baseline(robust_mean(xs, self.div), len(xs), noise_sigma(xs, self.div))
+        quiet = max(xs) - min(xs) < 0.5 * self.div
+        return Baseline(robust_mean(xs, self.div), len(xs), noise_sigma(xs, self.div), quiet)
 
     def reset_settling(self) -> None:
         self._since = None
 
     # -- after the close --------------------------------------------------------------------
-    def fault(self, t_close: float, now: float, sigma: float) -> Status | None:
-        """A dead, stuck or out-of-range cell, judged at ``now`` (after the close)."""
+    def fault(self, t_close: float, now: float, sigma: float, quiet: bool = False) -> Status | None:
+        """A dead, stuck or out-of-range cell, judged at ``now`` (after the close).
+
+        A cell whose noise stays under its division (``quiet``) cannot be told from a stuck
+        one by its readings alone, so it is never called stuck."""
         per = self.period()
-        last_ok = next((t for t, g in zip(reversed(self.ts), reversed(self.gs)) if g is not None), None)
+        last_ok = next(
+            (
+                t
+                for t, g in zip(reversed(self.ts), reversed(self.gs), strict=False)
+                if g is not None
+            ),
+            None,
+        )
         if last_ok is None or now - last_ok >= max(MISSING_GAP_S, 5.0 * per):
             return Status.MISSING
-        ts, xs = self.valid(max(t_close, now - 1.0), now + 1e-9)
+        _ts, xs = self.valid(max(t_close, now - 1.0), now + 1e-9)
         if xs:
             out = [x >= self.cap or x <= -max(0.05 * self.cap, 100.0) for x in xs]
             if out[-1] and sum(out) * 2 >= len(out):
                 return Status.RANGE
         # A frozen run at the end: count identical valid readings back from the newest.
         run, start, last = 0, None, last_value(self.gs)
-        for t, g in zip(reversed(self.ts), reversed(self.gs)):
+        for t, g in zip(reversed(self.ts), reversed(self.gs), strict=False):
             if g is None:
                 continue
             if g != last:
                 break
             run, start = run + 1, t
-        if start is None or run < 10 or now - start < 2.0:
+        if quiet or start is None or run < 10 or now - start < 2.0:
             return None
         # Chance that noise of this size leaves a quantised reading on one value for `run`.
         p1 = math.erf(self.div / (2.0 * sigma * math.sqrt(2.0)))
@@ -185,7 +198,7 @@ class ShelfTrack:
             return ShelfState(Status.MOVING, lvl, spread**2 + (b * 1.0) ** 2, now, len(wx))
         if self._since is None or self._since > wt[0]:
             self._since = wt[0]
-        st, sx = self.valid(max(self._since, now - LEVEL_SPAN_S), now + 1e-9)
+        _, sx = self.valid(max(self._since, now - LEVEL_SPAN_S), now + 1e-9)
         lvl = robust_mean(sx, self.div)
         var = sigma**2 / len(sx) + (b * 0.5) ** 2
         return ShelfState(Status.SETTLED, lvl, var, self._since, len(sx))

@@ -83,7 +83,11 @@ class Readings:
 def scales(sim_cabinet, health: Health) -> Iterator[Readings]:
     cfg = sim_cabinet.config
     bus = drivers.open_scale_bus(
-        sim_cabinet.urls()["scales"], cfg.scales.baud, {s.id: s.slave for s in cfg.shelves}, 0.1, health
+        sim_cabinet.urls()["scales"],
+        cfg.scales.baud,
+        {s.id: s.slave for s in cfg.shelves},
+        0.1,
+        health,
     )
     readings = Readings()
     bus.start(readings)
@@ -176,7 +180,7 @@ def test_scanned_codes_arrive_classified(sim_cabinet, sim_control: ControlClient
         scanner.stop()
 
 
-# -- faults on the lock line -------------------------------------------------------------------------
+# -- faults on the lock line ------------------------------------------------------------------
 @pytest.mark.parametrize(
     "fault",
     [("drop", 1.0), ("corrupt", 1.0), ("delay", 1000), ("silent",)],
@@ -264,7 +268,9 @@ def test_silent_transmitter_is_a_fault_reading_then_recovers(
     wait_for(lambda: health.last("scale:D2-S3") is True, 2)
 
 
-def test_garbled_bus_never_yields_a_wrong_weight(scales: Readings, sim_control: ControlClient) -> None:
+def test_garbled_bus_never_yields_a_wrong_weight(
+    scales: Readings, sim_control: ControlClient
+) -> None:
     truth = {k: v["load_g"] for k, v in sim_control.state()["shelves"].items()}
     sim_control.fault("scales", "corrupt", 0.05)
     t = time.monotonic()
@@ -287,8 +293,13 @@ def test_delayed_and_dropping_bus_recovers(scales: Readings, sim_control: Contro
     wait_for(lambda: len([r for r in scales.since(t) if r.grams is None]) >= 7, 3)
     sim_control.clear("scales")
     t = time.monotonic() + 0.5
-    wait_for(lambda: {r.shelf for r in scales.since(t) if r.grams is not None} == set(
-        sim_control.state()["shelves"]), 3)
+    wait_for(
+        lambda: (
+            {r.shelf for r in scales.since(t) if r.grams is not None}
+            == set(sim_control.state()["shelves"])
+        ),
+        3,
+    )
 
 
 def test_unplugged_scale_bus_reports_and_reconnects(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from pymodbus.client import ModbusSerialClient
+from pymodbus.exceptions import ModbusException
 
 from simulators.control import ControlClient
 
@@ -46,8 +47,10 @@ def test_zero_and_gain_calibration_by_register_writes(
 ) -> None:
     assert not client.write_register(0x0026, 1, device_id=3).isError()
     assert abs(grams(client, 3)) <= 3
-    status = client.read_holding_registers(0x0008, count=1, device_id=3).registers[0]
-    assert status & 0x80 or abs(grams(client, 3)) > 0
+    statuses = [
+        client.read_holding_registers(8, count=1, device_id=3).registers[0] for _ in range(10)
+    ]
+    assert any(s & 0x80 for s in statuses)  # at zero (noise moves it off now and then)
     sim_control.foreign("D1-S3", 1000)
     time.sleep(3)  # settle
     assert not client.write_registers(0x002A, [0, 1500], device_id=3).isError()
@@ -56,7 +59,7 @@ def test_zero_and_gain_calibration_by_register_writes(
 
 def test_read_only_registers_and_unknown_slaves(client: ModbusSerialClient) -> None:
     assert client.write_register(0x0050, 7, device_id=2).isError()  # exception 02
-    with pytest.raises(Exception):
+    with pytest.raises(ModbusException):
         client.read_holding_registers(0x0050, count=2, device_id=99)  # nobody answers
 
 
@@ -64,7 +67,7 @@ def test_a_silent_transmitter_and_its_return(
     client: ModbusSerialClient, sim_control: ControlClient
 ) -> None:
     sim_control.fault("D2-S1", "silent")
-    with pytest.raises(Exception):
+    with pytest.raises(ModbusException):
         client.read_holding_registers(0x0050, count=2, device_id=4)
     assert grams(client, 5) > 0  # the others still answer
     sim_control.clear("D2-S1")

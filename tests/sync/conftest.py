@@ -3,6 +3,7 @@ a cabinet database in tmp_path, and ``kiosk sync`` as a real process."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -85,8 +86,10 @@ def make_broker(tmp: Path, extra: str = "", port: int | None = None) -> Broker:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     port = port or free_port()
     conf = tmp / f"mosquitto-{port}.conf"
+    # `user`: run as root, mosquitto would drop to its own user, who cannot read tmp_path.
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"user {getpass.getuser()}\n{extra}"
     )
     return Broker(port, conf).start()
 
