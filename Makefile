@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEB_PKGS := mosquitto fonts-wqy-microhei libmtdev1 socat
+PYTEST_WORKERS ?= 3
 PYTEST_ARGS ?=
 
 .PHONY: bootstrap debs demo test soak lint format bench
@@ -40,7 +41,7 @@ demo: bootstrap
 	$(VENV)/bin/kiosk demo
 
 test: bootstrap
-	$(PY) -m pytest -q -m "not soak" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not soak" $(PYTEST_ARGS)
 
 soak: bootstrap
 	$(PY) -m pytest -q -m soak -p no:timeout $(PYTEST_ARGS)

@@ -193,8 +193,17 @@ class Agent:
                 if was:
                     self.mqtt_down_since = now
                     self._rewind()
+            acks = []
             for topic_name, payload in arrived:
-                self._on_message(topic_name, payload)
+                if topic_name.endswith("/ack"):
+                    try:
+                        acks.append(wire.parse_ack(payload))
+                    except (wire.WireError, ValueError) as e:
+                        self._note(f"malformed ack: {e}")
+                else:
+                    self._on_message(topic_name, payload)
+            if acks:
+                self._on_acks(acks)
         else:
             time.sleep(0.02)
         self._pump(now)
@@ -277,13 +286,14 @@ class Agent:
             )
         self.http_backoff.reset()
         self.counters.via_http += 1
-        self._on_ack(ack)
+        self._on_acks([ack])
 
-    def _on_ack(self, ack: wire.Ack) -> None:
-        delivered, dead = store.mark_acked(self.db, ack)
+    def _on_acks(self, acks: list[wire.Ack]) -> None:
+        delivered, dead = store.mark_acked(self.db, acks)
         self.counters.delivered += delivered
         self.counters.dead += dead
-        self.inflight.pop(ack.batch, None)
+        for ack in acks:
+            self.inflight.pop(ack.batch, None)
 
     # -- inbound -------------------------------------------------------------------------------
     def _on_message(self, topic_name: str, payload: bytes) -> None:
@@ -294,7 +304,7 @@ class Agent:
             except (wire.WireError, ValueError) as e:
                 self._note(f"malformed ack: {e}")
                 return
-            self._on_ack(ack)
+            self._on_acks([ack])
         elif leaf in ("down/catalog", "down/config", "down/accounts"):
             if payload:  # an empty retained message clears the topic: nothing to apply
                 self._down(leaf.split("/")[1], payload)

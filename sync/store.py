@@ -105,30 +105,32 @@ def next_records(
     return out
 
 
-def mark_acked(db: Database, ack: wire.Ack) -> tuple[int, int]:
-    """Apply the centre's ack: stored -> delivered; rejected -> dead letter with an event.
+def mark_acked(db: Database, acks: list[wire.Ack]) -> tuple[int, int]:
+    """Apply the centre's acks (one transaction for all that arrived together): stored ->
+    delivered; rejected -> dead letter with an event.
 
     Returns (delivered, dead) counts of records that were still pending.
     """
     now = wire.now_iso()
+    delivered = dead = 0
     with tx(db):
-        before = db.conn.total_changes
-        db.conn.executemany(
-            "UPDATE outbox SET state = 'delivered', batch = ?, delivered_at = ? "
-            "WHERE id = ? AND state = 'pending'",
-            [(ack.batch, now, i) for i in ack.stored],
-        )
-        delivered = db.conn.total_changes - before
-        dead = 0
-        for r in ack.rejected:
-            cur = db.execute(
-                "UPDATE outbox SET state = 'dead', batch = ?, why = ? "
+        for ack in acks:
+            before = db.conn.total_changes
+            db.conn.executemany(
+                "UPDATE outbox SET state = 'delivered', batch = ?, delivered_at = ? "
                 "WHERE id = ? AND state = 'pending'",
-                (ack.batch, r.why, r.id),
+                [(ack.batch, now, i) for i in ack.stored],
             )
-            if cur.rowcount:
-                dead += 1
-                add_event(db, "dead letter", {"record": r.id, "why": r.why})
+            delivered += db.conn.total_changes - before
+            for r in ack.rejected:
+                cur = db.execute(
+                    "UPDATE outbox SET state = 'dead', batch = ?, why = ? "
+                    "WHERE id = ? AND state = 'pending'",
+                    (ack.batch, r.why, r.id),
+                )
+                if cur.rowcount:
+                    dead += 1
+                    add_event(db, "dead letter", {"record": r.id, "why": r.why})
     return delivered, dead
 
 

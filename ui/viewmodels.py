@@ -143,10 +143,16 @@ def product_card(p: ProductView, lang: str, image_for: ImageFor = _no_image) -> 
 def wall(
     snap: Snapshot, lang: str, category: str = "", image_for: ImageFor = _no_image
 ) -> tuple[ProductCard, ...]:
-    """The product wall, filtered by category; what can be bought first, catalogue order kept."""
-    ps = [p for p in snap.products if not category or p.category == category]
-    cards = [product_card(p, lang, image_for) for p in ps]
-    return tuple(sorted(cards, key=lambda c: c.status in ("sold_out", "unavailable")))
+    """The product wall, filtered by category, in catalogue order.
+
+    A product that sells out stays where it was (greyed, 售罄): cards never jump under a
+    customer's finger, and a stock change redraws one card, not the whole wall.
+    """
+    return tuple(
+        product_card(p, lang, image_for)
+        for p in snap.products
+        if not category or p.category == category
+    )
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,8 @@ def test_operator_restock_calibrate_refund_and_lockout(cab):
     c.wait(lambda s: s.state == "open", what="restock door")
     c.c.pull("D1")
     c.c.stock("D1-S1", "zr-rice-5kg", 6)
+    time.sleep(3)
+    print(c.ctl.snapshot().restock, c.ctl.snapshot().shelves, c.ctl.live.baseline)
     snap = c.wait(lambda s: s.restock is not None and any(ln.sku == "zr-rice-5kg" and ln.weighed == 6 and ln.exact for ln in s.restock.lanes), what="weighed count")
     assert snap.restock.door == "D1"
     assert c.ctl.submit(I.ConfirmCounts("D1")).ok

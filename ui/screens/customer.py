@@ -87,11 +87,18 @@ class IdleScreen(KioskScreen):
         cards = vm.wall(snap, app.lang, self.category, app.image_for)
         new = [dict(c.__dict__) for c in cards]  # asdict() deep-copies: 10x slower
         rv = self.ids.wall
-        if len(new) == len(rv.data):
-            # Only the changed cards: RecycleView then refreshes just those views.
+        if [d["sku"] for d in new] == [d["sku"] for d in rv.data]:
+            # Same cards, some values changed (stock): patch the data in place and the one
+            # visible view, if any. Assigning rv.data re-binds every visible view, and each
+            # re-rendered label costs milliseconds.
             for i, d in enumerate(new):
-                if rv.data[i] != d:
-                    rv.data[i] = d
+                old = rv.data[i]
+                if old != d:
+                    old.update(d)
+                    view = rv.view_adapter.get_visible_view(i)
+                    if view is not None:
+                        for k, v in d.items():
+                            setattr(view, k, v)
         else:
             rv.data = new
         self.ids.empty.text = "" if cards else app.t("no_products")
