@@ -82,8 +82,11 @@ def sale(i: int) -> dict:
             }
         ],
         "total_fen": 4500,
-        "payment": {"method": "card", "account": "1847ec8a0df92538223ca2572ea4cfd3",
-                    "status": "captured"},
+        "payment": {
+            "method": "card",
+            "account": "1847ec8a0df92538223ca2572ea4cfd3",
+            "status": "captured",
+        },
         "confidence": 0.998,
         "catalog_version": 1,
     }
@@ -126,7 +129,9 @@ def drain(tmp: Path, port: int, n: int) -> tuple[float, float]:
     db_path = work / "kiosk.db"
     make_backlog(db_path, n)
     cfg = write_config(work, port)
-    central = CentralServer(work / "central.db", {CABINET: KEY}, mqtt_url=f"mqtt://127.0.0.1:{port}")
+    central = CentralServer(
+        work / "central.db", {CABINET: KEY}, mqtt_url=f"mqtt://127.0.0.1:{port}"
+    )
     central.start()
     assert central.wait_mqtt()
     t0 = time.perf_counter()
@@ -156,10 +161,12 @@ def drain(tmp: Path, port: int, n: int) -> tuple[float, float]:
     return n / elapsed, rss
 
 
-def baseline(tmp: Path, port: int, n: int) -> float:
-    """Raw paho: the same batch payloads, QoS 1, every PUBACK waited for."""
+def baseline(tmp: Path, port: int, n: int) -> tuple[float, float]:
+    """Raw paho, QoS 1, every PUBACK waited for: (the same batch payloads, the same records
+    one message each). No centre, no acks, no database: an upper bound, not a peer."""
     db = kdb.connect(tmp / f"drain-{n}" / "kiosk.db")
     payloads = []
+    singles: list[str] = []
     after = 0
     while True:
         # The drain marked them delivered: read them back as they were sent.
@@ -171,6 +178,7 @@ def baseline(tmp: Path, port: int, n: int) -> float:
         if not rows:
             break
         recs = [wire.Record(*r) for r in rows]
+        singles += [wire.record_json(r) for r in recs]
         payloads.append(wire.batch_json(wire.uuid7(), [wire.record_json(r) for r in recs]))
         after = recs[-1].seq
     db.conn.close()
@@ -179,14 +187,17 @@ def baseline(tmp: Path, port: int, n: int) -> float:
     c.max_queued_messages_set(0)
     c.connect("127.0.0.1", port)
     c.loop_start()
-    t0 = time.perf_counter()
-    infos = [c.publish(f"bench/{CABINET}/up", p, qos=1) for p in payloads]
-    for i in infos:
-        i.wait_for_publish(60)
-    elapsed = time.perf_counter() - t0
+    rates = []
+    for messages in (payloads, singles):
+        t0 = time.perf_counter()
+        for k in range(0, len(messages), 1000):  # windows of 1,000 keep paho's queue small
+            infos = [c.publish(f"bench/{CABINET}/up", p, qos=1) for p in messages[k : k + 1000]]
+            for i in infos:
+                i.wait_for_publish(120)
+        rates.append(n / (time.perf_counter() - t0))
     c.disconnect()
     c.loop_stop()
-    return n / elapsed
+    return rates[0], rates[1]
 
 
 def main() -> int:
@@ -200,7 +211,7 @@ def main() -> int:
         try:
             small_rate, small_rss = drain(tmp, port, args.small)
             rate, rss = drain(tmp, port, args.records)
-            base = baseline(tmp, port, args.records)
+            base, base_single = baseline(tmp, port, args.records)
         finally:
             broker.kill()
             broker.wait()
@@ -208,12 +219,21 @@ def main() -> int:
     growth = (rss - small_rss) / small_rss
     print(f"backlog {args.small:>7,}: {small_rate:8,.0f} records/s, peak RSS {small_rss:6.1f} MB")
     print(f"backlog {args.records:>7,}: {rate:8,.0f} records/s, peak RSS {rss:6.1f} MB")
-    print(f"baseline raw paho QoS 1, same payloads: {base:8,.0f} records/s")
-    print(f"drain / baseline: {ratio:.0%}; RSS growth {args.small:,} -> {args.records:,}: {growth:+.1%}")
-    ok = rate >= 5000 and ratio >= 0.5 and rss <= 120 and abs(growth) <= 0.10
-    print("targets (>= 5,000/s, >= 50 % of baseline, <= 120 MB, within 10 %):",
-          "met" if ok else "NOT met")
-    return 0 if ok else 1
+    print(f"baseline raw paho QoS 1, the same {BATCH}-record batches: {base:9,.0f} records/s")
+    print(f"baseline raw paho QoS 1, one record per message:   {base_single:9,.0f} records/s")
+    print(
+        f"drain / batched baseline {ratio:.0%}, / per-record baseline {rate / base_single:.0%}; "
+        f"RSS growth {args.small:,} -> {args.records:,}: {growth:+.1%}"
+    )
+    checks = {
+        ">= 5,000 records/s": rate >= 5000,
+        ">= 50 % of the batched baseline": ratio >= 0.5,
+        "peak RSS <= 120 MB": rss <= 120,
+        "RSS within 10 %": abs(growth) <= 0.10,
+    }
+    for name, ok in checks.items():
+        print(f"  {'met' if ok else 'NOT met'}: {name}")
+    return 0 if all(checks.values()) else 1
 
 
 if __name__ == "__main__":

@@ -276,7 +276,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from kiosk import report
 
     db = _open_existing(args)
-    return report.cli(report.from_cabinet_db(db, args.timezone), args)
+    tz, name, location = args.timezone, "", ""
+    if args.config:
+        cab = _load_config(args.config).cabinet
+        tz, name, location = cab.timezone, cab.name, cab.location
+    return report.cli(report.from_cabinet_db(db, tz, name, location), args)
 
 
 # -- Step 4: the controller, its control socket, operators, accounts, sales ---------------------

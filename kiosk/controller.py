@@ -652,17 +652,12 @@ class Controller:
         at = wall.now_iso()
         live.catalog_version = journal.catalog_version(self.db)
         live.prices = self._prices_at(live.door, live.started_at)
-        live.baseline = {
-            s.id: {
-                "g": _mean([r.grams for r in self.ring.get(s.id, ()) if r.grams is not None]),
-                "samples": [
-                    r.grams
-                    for r in list(self.ring.get(s.id, ()))[-BASELINE_SAMPLES:]
-                    if r.grams is not None
-                ],
-            }
-            for s in self.cfg.shelves_of(live.door)
-        }
+        live.baseline = {}
+        for s in self.cfg.shelves_of(live.door):
+            recent = [r.grams for r in self.ring.get(s.id, ()) if r.grams is not None]
+            recent = recent[-BASELINE_SAMPLES:]
+            # the latest samples: a shelf touched by the last session may still be creeping
+            live.baseline[s.id] = {"g": _mean(recent[-4:]), "samples": recent}
         if live.kind == "sale":
             live.weigher = self._new_weigher(live.door, live.prices)
             for s in self.cfg.shelves_of(live.door):

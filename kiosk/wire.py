@@ -82,7 +82,9 @@ def record_json(r: Record) -> str:
 
 
 def batch_json(batch_id: str, records_json: list[str]) -> bytes:
-    return (f'{{"batch":{json.dumps(batch_id)},"records":[' + ",".join(records_json) + "]}").encode()
+    return (
+        f'{{"batch":{json.dumps(batch_id)},"records":[' + ",".join(records_json) + "]}"
+    ).encode()
 
 
 @dataclass(frozen=True)

@@ -143,9 +143,7 @@ class CentralStore:
                     (dups,),
                 )
             answer = {"batch": bid, "stored": stored, "rejected": rejected}
-            db.execute(
-                "INSERT INTO answers VALUES (?, ?, ?)", (cabinet, bid, json.dumps(answer))
-            )
+            db.execute("INSERT INTO answers VALUES (?, ?, ?)", (cabinet, bid, json.dumps(answer)))
             db.execute("UPDATE cabinets SET last_contact = ? WHERE id = ?", (now, cabinet))
             for r in fresh:
                 if r[3] == "telemetry":

@@ -189,10 +189,9 @@ class Agent:
             if self.mqtt.connected and not was:
                 log.info("mqtt connected")
                 self._rewind()
-            if not self.mqtt.connected:
-                if was:
-                    self.mqtt_down_since = now
-                    self._rewind()
+            if was and not self.mqtt.connected:
+                self.mqtt_down_since = now
+                self._rewind()
             acks = []
             for topic_name, payload in arrived:
                 if topic_name.endswith("/ack"):
@@ -229,7 +228,9 @@ class Agent:
             return True
         if self.s.catchup_http_over and self.backlog_estimate > self.s.catchup_http_over:
             return True
-        return not self.mqtt.connected and now - self.mqtt_down_since >= self.s.http_fallback_after_s
+        return (
+            not self.mqtt.connected and now - self.mqtt_down_since >= self.s.http_fallback_after_s
+        )
 
     def _pump(self, now: float) -> None:
         if self._use_http(now):
@@ -264,9 +265,7 @@ class Agent:
     def _pump_http(self, now: float) -> None:
         assert self.http is not None
         # One batch per step, so acks, commands and the MQTT link keep being served.
-        records = store.next_records(
-            self.db, 0, self.s.batch_max_records, self.s.batch_max_bytes
-        )
+        records = store.next_records(self.db, 0, self.s.batch_max_records, self.s.batch_max_bytes)
         if not records:
             self.backlog_estimate = 0
             return
@@ -401,9 +400,7 @@ class Agent:
         free = self._disk_free_mb()
         low = free < self.s.storage_low_mb
         if low and not self.storage_low:
-            store.event(
-                self.db, "storage low", {"free_mb": round(free, 1)}, severity="alarm"
-            )
+            store.event(self.db, "storage low", {"free_mb": round(free, 1)}, severity="alarm")
         self.storage_low = low
 
     def retry_captures(self) -> None:
@@ -446,7 +443,9 @@ def main(cfg: Config, db_path: str | None, tune: list[str]) -> int:
 
     logs.setup()
     if cfg.central.key_file is None:
-        print("kiosk sync: [central] key_file is needed to sign and check messages", file=sys.stderr)
+        print(
+            "kiosk sync: [central] key_file is needed to sign and check messages", file=sys.stderr
+        )
         return 2
     try:
         key = signing.load_key(cfg.central.key_file)

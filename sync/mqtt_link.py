@@ -144,6 +144,6 @@ class MqttLink:
         try:
             self.client.disconnect()
             self.client.loop(0.05)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         self.connected = False

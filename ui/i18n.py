@@ -86,6 +86,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "oos_hint": ("请联系工作人员, 或稍后再来", "Please call staff or come back later"),
     # operator
     "op_login": ("运维登录", "Operator login"),
+    "op_menu": ("运维", "Operator"),
     "op_login_hint": ("刷运维卡, 或输入密码", "Tap your operator card, or enter your PIN"),
     "op_enter": ("确定", "Enter"),
     "op_clear": ("清除", "Clear"),

@@ -73,7 +73,9 @@ def placeholder(sku: str, zh: str, category: str, px: int = THUMB_PX) -> Path:
     disc = Image.new("RGBA", (px, px), (0, 0, 0, 0))
     # A soft darker disc behind the name, as on a product label; white text stays readable.
     r = int(px * 0.42)
-    ImageDraw.Draw(disc).ellipse((px // 2 - r, px // 2 - r, px // 2 + r, px // 2 + r), fill=(0, 0, 0, 60))
+    ImageDraw.Draw(disc).ellipse(
+        (px // 2 - r, px // 2 - r, px // 2 + r, px // 2 + r), fill=(0, 0, 0, 60)
+    )
     img = Image.alpha_composite(img, disc).convert("RGB")
     d = ImageDraw.Draw(img)
     font = _font(px // 7)
@@ -132,7 +134,7 @@ ICONS = (
 
 
 def icon(name: str, colour: str = "#1C1B1A", px: int = 128) -> str:
-    out = cache_dir() / f"ic-{_key(name, colour, px, 3)}.png"
+    out = cache_dir() / f"ic-{_key(name, colour, px, 4)}.png"
     if not out.exists():
         s = 4  # draw large, then shrink: smooth edges
         img = Image.new("RGBA", (px * s, px * s), (0, 0, 0, 0))
@@ -195,9 +197,15 @@ def _warn(d: ImageDraw.ImageDraw, n: int, c: str) -> None:
 
 
 def _scale(d: ImageDraw.ImageDraw, n: int, c: str) -> None:
-    d.rectangle((n * 0.15, n * 0.7, n * 0.85, n * 0.8), fill=c)
-    d.rectangle((n * 0.46, n * 0.3, n * 0.54, n * 0.7), fill=c)
-    d.rectangle((n * 0.2, n * 0.22, n * 0.8, n * 0.3), fill=c)
+    """A balance: post on a foot, a beam, two hanging pans."""
+    w = n // 22
+    d.polygon([(n * 0.35, n * 0.9), (n * 0.65, n * 0.9), (n * 0.5, n * 0.78)], fill=c)
+    d.rectangle((n * 0.48, n * 0.2, n * 0.52, n * 0.82), fill=c)
+    d.rectangle((n * 0.12, n * 0.2, n * 0.88, n * 0.24), fill=c)
+    for x in (0.2, 0.8):
+        d.line([(n * x, n * 0.24), (n * (x - 0.12), n * 0.55)], fill=c, width=w)
+        d.line([(n * x, n * 0.24), (n * (x + 0.12), n * 0.55)], fill=c, width=w)
+        d.chord((n * (x - 0.15), n * 0.42, n * (x + 0.15), n * 0.68), 0, 180, fill=c)
 
 
 def _arrow_down(d: ImageDraw.ImageDraw, n: int, c: str) -> None:

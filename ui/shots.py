@@ -35,7 +35,9 @@ def env_for(orientation: str, kivy_home: Path) -> dict[str, str]:
     return env
 
 
-def render_all(out: Path, state_dir: Path | None = None, screens: list[str] | None = None) -> list[Path]:
+def render_all(
+    out: Path, state_dir: Path | None = None, screens: list[str] | None = None
+) -> list[Path]:
     """Run one renderer process per orientation; return the files written."""
     out.mkdir(parents=True, exist_ok=True)
     base = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="kiosk-ui-"))
@@ -109,6 +111,9 @@ def _render(orientation: str, out: Path, only: list[str] | None) -> None:
                 continue
             ctl.snap = snap
             app.nav = nav
+            if name == "calibrate":  # the wizard's second step, with its number pad
+                cal = app.sm.get_screen("calibrate")
+                cal.shelf, cal.step, cal.grams = "D1-S2", "known", "2000"
             app.snap = snap
             app.show(None)
             for _ in range(4):  # layout settles over a few frames

@@ -170,7 +170,7 @@ def cabinet_counts(path: Path) -> dict[str, int]:
 
 
 def assert_all_delivered_once(cabinet: Path, central_db: Path) -> None:
-    """The end of every test: the centre's count equals the cabinet's, no duplicate, integrity ok."""
+    """Every test ends here: the centre's count equals the cabinet's, no duplicate, integrity."""
     c = cabinet_counts(cabinet)
     assert c.get("pending", 0) == 0, c
     assert c["integrity_ok"]
@@ -245,7 +245,16 @@ def sync_proc(tmp_path: Path, keyfile: Path, cabinet_db: Path) -> Iterator[Calla
 
     def make(mqtt: str = "", http: str = "", tune: list[str] | None = None, **central) -> SyncProc:
         cfg = write_config(tmp_path, keyfile, mqtt, http, **central)
-        args = [sys.executable, "-m", "kiosk", "sync", "--config", str(cfg), "--db", str(cabinet_db)]
+        args = [
+            sys.executable,
+            "-m",
+            "kiosk",
+            "sync",
+            "--config",
+            str(cfg),
+            "--db",
+            str(cabinet_db),
+        ]
         for t in FAST + (tune or []):
             args += ["--tune", t]
         p = SyncProc(args, tmp_path / "sync.log").start()

@@ -10,11 +10,9 @@ from pathlib import Path
 import requests
 
 from tests.sync.conftest import (
-    CABINET,
     add_sales,
     assert_all_delivered_once,
     cabinet_counts,
-    make_broker,
     wait_for,
 )
 
@@ -23,7 +21,9 @@ def delivered(path: Path) -> int:
     return cabinet_counts(path).get("delivered", 0)
 
 
-def test_sales_stream_over_mqtt_and_are_acknowledged(tmp_path, central, broker, sync_proc, cabinet_db):
+def test_sales_stream_over_mqtt_and_are_acknowledged(
+    tmp_path, central, broker, sync_proc, cabinet_db
+):
     add_sales(cabinet_db, 300)
     sync_proc(mqtt=broker.url, http=central.http_url, batch_max_records=50)
     wait_for(lambda: cabinet_counts(cabinet_db).get("pending", 0) == 0, 30, "drain")
@@ -94,7 +94,7 @@ def test_100_connection_cuts_during_a_stream(tmp_path, central, broker, sync_pro
         while cuts < 100:
             add_sales(cabinet_db, 10, start=total)
             total += 10
-            wait_for(lambda: proxy.accepted > cuts, 20, "a reconnection")
+            wait_for(lambda n=cuts: proxy.accepted > n, 20, "a reconnection")
             time.sleep(0.05)
             cuts += proxy.cut_all() and 1
         wait_for(lambda: central.store.stats().sales == total, 60, "all sales after the cuts")
@@ -138,7 +138,9 @@ def test_http_fallback_when_mqtt_is_down_and_500s_are_retried(
     assert_all_delivered_once(cabinet_db, tmp_path / "central.db")
 
 
-def test_rejected_records_become_dead_letters_with_an_event(tmp_path, central, broker, sync_proc, cabinet_db):
+def test_rejected_records_become_dead_letters_with_an_event(
+    tmp_path, central, broker, sync_proc, cabinet_db
+):
     from kiosk import db as kdb
 
     add_sales(cabinet_db, 5)

@@ -65,7 +65,9 @@ def command(cmd: str, args: dict, ttl: float = 600, key: bytes = KEY, cmd_id: st
     )
 
 
-def test_catalogue_config_accounts_by_retained_topics(tmp_path, central, broker, sync_proc, cabinet_db):
+def test_catalogue_config_accounts_by_retained_topics(
+    tmp_path, central, broker, sync_proc, cabinet_db
+):
     with_catalog(cabinet_db)
     central.push(CABINET, "catalog", catalog_v(2, 4800))
     central.push(CABINET, "config", {"door_open_alarm_s": 90})
@@ -77,7 +79,9 @@ def test_catalogue_config_accounts_by_retained_topics(tmp_path, central, broker,
     sync_proc(mqtt=broker.url)
     wait_for(lambda: len(central.store.records(CABINET, "applied")) == 3, 30, "applied x3")
     assert query(cabinet_db, "SELECT max(version) FROM catalog_versions") == [(2,)]
-    assert query(cabinet_db, "SELECT price_fen FROM products WHERE sku = 'zr-rice-5kg'") == [(4800,)]
+    assert query(cabinet_db, "SELECT price_fen FROM products WHERE sku = 'zr-rice-5kg'") == [
+        (4800,)
+    ]
     cfg = query(cabinet_db, "SELECT value FROM settings WHERE key = ?", apply.CONFIG_JSON)
     assert json.loads(cfg[0][0]) == {"door_open_alarm_s": 90}
     assert query(cabinet_db, "SELECT name, status FROM accounts") == [("王医生", "active")]
@@ -99,7 +103,9 @@ def test_http_polling_is_the_second_path(tmp_path, central, sync_proc, cabinet_d
         lambda: query(cabinet_db, "SELECT max(version) FROM catalog_versions") == [(3,)], 20, "v3"
     )
     wait_for(lambda: len(central.store.records(CABINET, "cmd_result")) == 1, 20, "cmd_result")
-    assert query(cabinet_db, "SELECT price_fen FROM products WHERE sku = 'hs-tea-100g'") == [(3900,)]
+    assert query(cabinet_db, "SELECT price_fen FROM products WHERE sku = 'hs-tea-100g'") == [
+        (3900,)
+    ]
     time.sleep(1)  # more polls: nothing is applied twice, no replay events from polling
     assert len(central.store.records(CABINET, "cmd_result")) == 1
     assert events(cabinet_db) == []
@@ -125,13 +131,19 @@ def test_forged_expired_and_replayed_commands_are_rejected(
     assert whys[:2] == ["bad signature", "bad signature"]
     assert whys[2] == "expired"
     assert whys[3].startswith("replayed")
-    assert query(cabinet_db, "SELECT price_fen FROM products WHERE sku = 'zr-rice-5kg'") == [(4700,)]
+    assert query(cabinet_db, "SELECT price_fen FROM products WHERE sku = 'zr-rice-5kg'") == [
+        (4700,)
+    ]
     assert len(query(cabinet_db, "SELECT * FROM price_history WHERE sku = 'zr-rice-5kg'")) == 2
     # The expired one was signed: the centre hears it was refused.
     wait_for(lambda: len(central.store.records(CABINET, "cmd_result")) == 2, 20, "refusal result")
     results = {r["body"]["cmd_id"]: r["body"] for r in central.store.records(CABINET, "cmd_result")}
     assert results[good["cmd_id"]]["ok"] is True
-    assert results[expired["cmd_id"]] == {"cmd_id": expired["cmd_id"], "ok": False, "detail": "expired"}
+    assert results[expired["cmd_id"]] == {
+        "cmd_id": expired["cmd_id"],
+        "ok": False,
+        "detail": "expired",
+    }
     wait_for(lambda: cabinet_counts(cabinet_db).get("pending", 0) == 0, 20, "drain")
 
 
@@ -183,7 +195,9 @@ def test_a_price_change_during_an_open_session_keeps_the_sale_price(
 # -- malformed messages (hypothesis): nothing crashes, nothing is applied ---------------------
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 command_like = st.fixed_dictionaries(
@@ -191,7 +205,9 @@ command_like = st.fixed_dictionaries(
     optional={
         "cmd_id": st.text(max_size=70) | json_values,
         "cmd": st.sampled_from(list(apply.ib.ARGS)) | json_values,
-        "args": st.dictionaries(st.sampled_from(["sku", "price_fen", "door", "account", "x"]), json_values)
+        "args": st.dictionaries(
+            st.sampled_from(["sku", "price_fen", "door", "account", "x"]), json_values
+        )
         | json_values,
         "expires_at": st.sampled_from(["2020-01-01T00:00:00Z", "soon", "2099-01-01T00:00:00Z"])
         | json_values,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -55,7 +54,9 @@ def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_pa
     http_port = free_port()
     central = CentralServer(tmp_path / "central.db", {CABINET: KEY}, ("127.0.0.1", http_port))
     central.start()
-    auth = HttpPaymentPort(HttpLink(central.http_url, CABINET, KEY)).authorize("s-1", "1" * 18, 5000)
+    auth = HttpPaymentPort(HttpLink(central.http_url, CABINET, KEY)).authorize(
+        "s-1", "1" * 18, 5000
+    )
     central.stop()  # the centre goes away before the door closes
     db = kdb.connect(cabinet_db)
     with kdb.transaction(db):  # as the controller writes it, with the sale
@@ -65,11 +66,16 @@ def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_pa
             (auth.auth_id, wire.now_iso()),
         )
     db.conn.close()
-    s = Settings(CABINET, KEY, http_url=f"http://127.0.0.1:{http_port}", http_timeout_s=1)
-    s = Settings(**{**s.__dict__, "poll_interval_s": 0.2})
+    s = Settings(
+        CABINET,
+        KEY,
+        http_url=f"http://127.0.0.1:{http_port}",
+        http_timeout_s=1,
+        poll_interval_s=0.2,
+        backoff_base_s=0.05,
+    )
     stop = threading.Event()
     agent = Agent(s, cabinet_db)
-    runner = threading.Timer(0, lambda: None)
     deadline = time.monotonic() + 20
     revived: list[CentralServer] = []
 
@@ -77,17 +83,15 @@ def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_pa
         tries = agent.db.execute("SELECT tries FROM captures").fetchone()[0]
         if tries >= 2 and not revived:  # tried and failed twice: now the centre comes back
             revived.append(
-                CentralServer(tmp_path / "central.db", {CABINET: KEY}, ("127.0.0.1", http_port)).start()
+                CentralServer(
+                    tmp_path / "central.db", {CABINET: KEY}, ("127.0.0.1", http_port)
+                ).start()
             )
         state = agent.db.execute("SELECT state FROM captures").fetchone()[0]
         if state == "done" or time.monotonic() > deadline:
             stop.set()
 
-    agent.timers.captures = 0
-    try:
-        agent.run(stop, on_tick=tick)
-    finally:
-        runner.cancel()
+    agent.run(stop, on_tick=tick)
     try:
         assert revived, "the capture was not retried"
         payments = revived[0].store.payments()
@@ -99,15 +103,16 @@ def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_pa
     assert rows[0][0] == "done" and rows[0][1] >= 3
 
 
-def test_disk_full_refuses_the_sale_loudly_and_loses_nothing(tmp_path, central, broker, sync_proc, cabinet_db):
+def test_disk_full_refuses_the_sale_loudly_and_loses_nothing(
+    tmp_path, central, broker, sync_proc, cabinet_db
+):
     add_sales(cabinet_db, 50)
     db = kdb.connect(cabinet_db)
     pages = db.execute("PRAGMA page_count").fetchone()[0]
     db.execute(f"PRAGMA max_page_count = {pages}")  # this connection's disk is now full
-    with pytest.raises(store.StorageFull, match="cannot take more writes"):
-        with store.tx(db):
-            for i in range(2000):  # a sale with its outbox row, until the file cannot grow
-                store.append(db, "sale", {"items": [], "total_fen": i, "pad": "x" * 500})
+    with pytest.raises(store.StorageFull, match="cannot take more writes"), store.tx(db):
+        for i in range(2000):  # a sale with its outbox row, until the file cannot grow
+            store.append(db, "sale", {"items": [], "total_fen": i, "pad": "x" * 500})
     db.conn.close()
     assert cabinet_counts(cabinet_db)["sales"] == 50  # the refused sale left nothing half-written
     sync_proc(mqtt=broker.url)
@@ -146,21 +151,57 @@ def make_ca(tmp: Path) -> tuple[Path, Path, Path]:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "2", "-subj", "/CN=kiosk test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kiosk test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
     (tmp / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
     return tmp / "ca.crt", tmp / "server.crt", tmp / "server.key"
 
 
 def test_mqtt_over_tls_with_a_ca_made_in_the_test(tmp_path, sync_proc, cabinet_db):
     ca, crt, key = make_ca(tmp_path)
-    broker = make_broker(
-        tmp_path, f"cafile {ca}\ncertfile {crt}\nkeyfile {key}\n"
-    )
+    broker = make_broker(tmp_path, f"cafile {ca}\ncertfile {crt}\nkeyfile {key}\n")
     url = f"mqtts://127.0.0.1:{broker.port}"
     central = CentralServer(tmp_path / "central.db", {CABINET: KEY}, mqtt_url=url, ca_file=str(ca))
     central.start()
@@ -184,8 +225,17 @@ def test_central_cli_send_and_stats(tmp_path, broker, keyfile, sync_proc, cabine
     cdb = tmp_path / "central.db"
     kiosk = [sys.executable, "-m", "kiosk", "central"]
     proc = subprocess.Popen(
-        [*kiosk, "--db", str(cdb), "--http", f"127.0.0.1:{http}", "--mqtt", broker.url,
-         "--cabinet", f"{CABINET}={keyfile}"],
+        [
+            *kiosk,
+            "--db",
+            str(cdb),
+            "--http",
+            f"127.0.0.1:{http}",
+            "--mqtt",
+            broker.url,
+            "--cabinet",
+            f"{CABINET}={keyfile}",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -196,29 +246,49 @@ def test_central_cli_send_and_stats(tmp_path, broker, keyfile, sync_proc, cabine
         add_sales(cabinet_db, 30)
         sync_proc(mqtt=broker.url, http=f"http://127.0.0.1:{http}", poll_interval_s=0.5)
         out = subprocess.run(
-            [*kiosk, "send", "set_price", "--cabinet", CABINET, "--db", str(cdb),
-             "--args", '{"sku": "zr-rice-5kg", "price_fen": 4999}'],
-            capture_output=True, text=True, check=True,
+            [
+                *kiosk,
+                "send",
+                "set_price",
+                "--cabinet",
+                CABINET,
+                "--db",
+                str(cdb),
+                "--args",
+                '{"sku": "zr-rice-5kg", "price_fen": 4999}',
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert json.loads(out.stdout)["cmd"] == "set_price"
 
         def price() -> int:
             d = kdb.connect(cabinet_db)
             try:
-                return d.execute("SELECT price_fen FROM products WHERE sku = 'zr-rice-5kg'").fetchone()[0]
+                return d.execute(
+                    "SELECT price_fen FROM products WHERE sku = 'zr-rice-5kg'"
+                ).fetchone()[0]
             finally:
                 d.conn.close()
 
         wait_for(lambda: price() == 4999, 20, "the command applied")
         wait_for(lambda: cabinet_counts(cabinet_db).get("pending", 0) == 0, 20, "drain")
         stats = subprocess.run(
-            [*kiosk, "stats", "--db", str(cdb), "--json"], capture_output=True, text=True, check=True
+            [*kiosk, "stats", "--db", str(cdb), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        assert json.loads(stats.stdout) == {"records": cabinet_counts(cabinet_db)["delivered"],
-                                            "sales": 30, "duplicates": 0}
+        assert json.loads(stats.stdout) == {
+            "records": cabinet_counts(cabinet_db)["delivered"],
+            "sales": 30,
+            "duplicates": 0,
+        }
         bad = subprocess.run(
             [*kiosk, "send", "reboot", "--cabinet", "QH-9999", "--db", str(cdb)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         assert bad.returncode == 2 and "unknown cabinet" in bad.stderr
     finally:

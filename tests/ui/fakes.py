@@ -17,9 +17,11 @@ from kiosk.snapshot import (
     Receipt,
     RestockLane,
     RestockView,
-    SessionState as St,
     Snapshot,
     SupplierView,
+)
+from kiosk.snapshot import (
+    SessionState as St,
 )
 from ui import fixtures
 
@@ -69,7 +71,8 @@ class FakeController:
     def _items(self, basket) -> tuple[ItemView, ...]:
         by = {p.sku: p for p in self.snap.products}
         return tuple(
-            ItemView(s, by[s].zh, by[s].en, q, by[s].price_fen, by[s].price_fen * q) for s, q in basket
+            ItemView(s, by[s].zh, by[s].en, q, by[s].price_fen, by[s].price_fen * q)
+            for s, q in basket
         )
 
     def _total(self, basket) -> int:
@@ -136,6 +139,10 @@ class FakeController:
             self._set(restock=None)
             return I.Result(True)
         if isinstance(intent, I.AckAlarm):
-            self._set(alarms=tuple(replace(a, acked=a.acked or a.id == intent.alarm) for a in self.snap.alarms))
+            self._set(
+                alarms=tuple(
+                    replace(a, acked=a.acked or a.id == intent.alarm) for a in self.snap.alarms
+                )
+            )
             return I.Result(True)
         return I.Result(True)

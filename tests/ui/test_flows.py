@@ -58,7 +58,9 @@ class Flow(GraphicUnitTest):
 
     def texts(self) -> str:
         return " | ".join(
-            getattr(w, "text", "") for w in self.app.sm.current_screen.walk() if getattr(w, "text", "")
+            getattr(w, "text", "")
+            for w in self.app.sm.current_screen.walk()
+            if getattr(w, "text", "")
         )
 
 
@@ -93,7 +95,9 @@ class TestCustomer(Flow):
         self.frames()
         assert self.screen == "confirm"
         # Cheaper first: the pepper (¥26) before two candies (¥36); pick the second card.
-        picks = [w for w in self.app.sm.current_screen.walk() if getattr(w, "text", "") == "就是这个"]
+        picks = [
+            w for w in self.app.sm.current_screen.walk() if getattr(w, "text", "") == "就是这个"
+        ]
         assert len(picks) == 2
         self.tap(picks[1])
         assert self.ctl.intents[-1] == I.ConfirmBasket(0)  # the ¥36 basket's own index
@@ -134,7 +138,9 @@ class TestCustomer(Flow):
         self.start()
         self.ctl._set(products=with_stock(self.ctl.snap, "zr-rice-5kg", 0).products)
         self.frames()
-        rice = next(d for d in self.app.sm.current_screen.ids.wall.data if d["sku"] == "zr-rice-5kg")
+        rice = next(
+            d for d in self.app.sm.current_screen.ids.wall.data if d["sku"] == "zr-rice-5kg"
+        )
         assert rice["stock"] == "售罄"
 
     def test_attract_after_inactivity_and_back_on_touch(self):
@@ -200,7 +206,9 @@ class TestOperator(Flow):
         self.tap(self.find("维护"))
         self.login(PIN)
         self.tap(self.find("告警"))
-        acks = [w for w in self.app.sm.current_screen.walk() if getattr(w, "text", "") == "确认处理"]
+        acks = [
+            w for w in self.app.sm.current_screen.walk() if getattr(w, "text", "") == "确认处理"
+        ]
         assert len(acks) == 3
         self.tap(acks[0])
         assert isinstance(self.ctl.intents[-1], I.AckAlarm)

@@ -9,9 +9,10 @@ from pathlib import Path
 from PIL import Image, ImageStat
 
 REQUIRED = (
-    "idle authorise refused door-open settling receipt confirm out-of-service operator-login "
-    "operator-menu restock planogram calibrate alarms sales sync"
-).split()
+    *("idle", "authorise", "refused", "door-open", "settling", "receipt", "confirm"),
+    *("out-of-service", "operator-login", "operator-menu", "restock", "planogram"),
+    *("calibrate", "alarms", "sales", "sync"),
+)
 SIZES = {"portrait": (1080, 1920), "landscape": (1280, 800)}
 
 

@@ -77,7 +77,14 @@ def test_product_card_labels(fx):
 def test_chips_are_all_plus_the_five_categories(fx):
     snap, _ = fx["idle"]
     cs = vm.chips(snap, "zh", "drinks")
-    assert [c.label for c in cs] == ["全部", "活禽肉蛋", "冲调饮品", "果蔬五谷", "工艺绿化", "粮油百货"]
+    assert [c.label for c in cs] == [
+        "全部",
+        "活禽肉蛋",
+        "冲调饮品",
+        "果蔬五谷",
+        "工艺绿化",
+        "粮油百货",
+    ]
     assert [c.selected for c in cs] == [False, False, True, False, False, False]
 
 

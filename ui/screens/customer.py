@@ -268,7 +268,9 @@ class ConfirmScreen(KioskScreen):
             r = BoxLayout(size_hint_y=None, height=dp(56), spacing=dp(theme.GAP))
             r.add_widget(Image(source=ln.image, size_hint_x=None, width=dp(56)))
             r.add_widget(text(f"{ln.name} {ln.qty}", size_hint_y=1))
-            r.add_widget(text(ln.amount, halign="right", size_hint_x=0.4, size_hint_y=1))
+            amount = text(ln.amount, halign="right", size_hint_y=1, size_hint_x=None)
+            amount.width = text_width(ln.amount, sp(theme.BODY)) + dp(4)  # money never wraps
+            r.add_widget(amount)
             card.add_widget(r)
         foot = BoxLayout(size_hint_y=None, height=dp(theme.TOUCH), spacing=dp(theme.GAP))
         foot.add_widget(text(b.total, "price", color=theme.ACCENT, size_hint_y=1))

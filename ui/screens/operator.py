@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kivy.metrics import dp
+from kivy.metrics import dp, sp
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.image import Image
@@ -17,6 +17,7 @@ from ui import images, theme
 from ui import viewmodels as vm
 from ui.i18n import reason
 from ui.screens.base import KioskScreen, button, header, row, text
+from ui.screens.customer import text_width
 from ui.widgets import KButton, Pill, TapPanel
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class OperatorMenuScreen(_OpScreen):
         body, actions, _note = self.page(
             app,
             snap,
-            app.t("tile_settings") and "运维" if app.lang == "zh" else "Operator",
+            app.t("op_menu"),
             back=False,
         )
         grid = GridLayout(
@@ -310,6 +311,7 @@ class PlanogramScreen(_OpScreen):
             lanes = GridLayout(
                 cols=len(skus) + 1, spacing=dp(theme.GAP), size_hint_y=None, height=dp(110)
             )
+            n_lanes = len(skus)
             for i, sku in enumerate(skus):
                 p = by.get(sku)
                 card = TapPanel(
@@ -326,7 +328,7 @@ class PlanogramScreen(_OpScreen):
             lanes.add_widget(
                 button(
                     app.t("add_lane"),
-                    lambda s=shelf, n=len(skus): self.pick(s, n),
+                    lambda s=shelf, n=n_lanes: self.pick(s, n),
                     "plain",
                     size_hint_y=1,
                 )
@@ -488,7 +490,8 @@ class AlarmsScreen(_OpScreen):
                 )
             else:
                 b = button(app.t("ack"), lambda i=a.id: app.submit(intents.AckAlarm(i)), "accent")
-                b.size_hint_x = 0.4
+                b.size_hint_x = None
+                b.width = max(dp(120), text_width(app.t("ack"), sp(theme.BODY)) + dp(36))
                 b.height = dp(theme.TOUCH)
                 r.add_widget(b)
             body.add_widget(r)
