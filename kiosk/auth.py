@@ -104,9 +104,7 @@ class AccountRow:
     status: str
 
 
-def import_accounts(
-    conn: sqlite3.Connection, key: bytes, rows: list[AccountRow], at: str
-) -> int:
+def import_accounts(conn: sqlite3.Connection, key: bytes, rows: list[AccountRow], at: str) -> int:
     """Upsert accounts from clear card numbers (a cabinet without a platform); returns count."""
     for r in rows:
         conn.execute(

@@ -135,7 +135,17 @@ def _cmd_catalog_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from kiosk import demo
+    from kiosk import demo, demo_purchase
+
+    def start_sim(cfg):  # the simulated cabinet in-process, and its control client
+        from simulators.cabinet import SimulatedCabinet
+        from simulators.control import ControlClient
+
+        sim = SimulatedCabinet(cfg).start()
+        return sim, ControlClient(sim.control_address)
+
+    if not any(name == "purchase" for name, _ in demo.STAGES):
+        demo.STAGES.append(("purchase", demo_purchase.stage(start_sim, open_devices)))
 
     return demo.run(Path(args.config)) if args.config else demo.run()
 
@@ -335,14 +345,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     locks, scales, scanner = open_devices(cfg)
     payments = payment_port(cfg, run.cabinet_key(cfg, db_path))
     ui_hook = None
-    if not args.headless:  # the touchscreen (Step 6) provides ui.app.run(controller) -> int
-        try:
-            from ui.app import run as ui_run  # type: ignore[import-not-found]
-        except ImportError:
-            raise UsageError("no touchscreen in this build: use --headless") from None
-        ui_hook = ui_run
+    if not args.headless:  # the touchscreen (Step 6): its own main loop on this controller
+        from functools import partial
+
+        from ui.run import open_touchscreen
+
+        ui_hook = partial(
+            open_touchscreen,
+            config=cfg,
+            fullscreen=args.window is None,
+            size=_window_size(args.window) if args.window else None,
+            shots_dir=Path(args.shots) if args.shots else None,
+        )
     control = Path(args.control) if args.control else None
     return run.serve(cfg, db_path, locks, scales, scanner, payments, control, ui_hook)
+
+
+def _window_size(text: str) -> tuple[int, int]:
+    w, sep, h = text.partition("x")
+    if not (sep and w.isdigit() and h.isdigit()):
+        raise UsageError(f"--window {text!r}: give WIDTHxHEIGHT, e.g. 1280x800")
+    return int(w), int(h)
 
 
 def _cmd_ctl(args: argparse.Namespace) -> int:
@@ -600,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--db", help="the database (default: the configuration's [database] path)")
     c.add_argument("--headless", action="store_true", help="no touchscreen")
     c.add_argument("--control", metavar="PATH", help="serve intents on this Unix socket")
+    c.add_argument("--window", metavar="WxH", help="a desktop window that closing ends")
+    c.add_argument("--shots", metavar="DIR", help="a screenshot of each screen shown")
 
     c = cmd("ctl", _cmd_ctl, "send one intent to a running controller (kiosk ctl ... state)")
     c.add_argument("--control", required=True, metavar="PATH")

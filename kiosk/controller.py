@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kiosk import auth, doors, journal, operators, restock
+from kiosk import auth, doors, ids, journal, operators, restock
 from kiosk import clock as wall
 from kiosk import db as kdb
-from kiosk import ids
 from kiosk import intents as I
 from kiosk import snapshot as S
 from kiosk.config import Config
@@ -417,9 +416,9 @@ class Controller:
             self._dirty = True
         self._readings_dirty = True
         live = self.live
-        if live is not None and live.weigher is not None and self.state in ACTIVE:
-            if self._door_of_shelf(r.shelf) == live.door:
-                live.weigher.feed(r.shelf, r.t, r.grams, r.stable)
+        feeding = live is not None and live.weigher is not None and self.state in ACTIVE
+        if feeding and self._door_of_shelf(r.shelf) == live.door:
+            live.weigher.feed(r.shelf, r.t, r.grams, r.stable)
 
     def _on_door(self, door: str, is_open: bool, t: float) -> None:
         was = self.door_open.get(door)
@@ -1278,7 +1277,8 @@ class Controller:
     # == inbox (commands the sync agent checked and stored) ========================================
     def _poll_inbox(self) -> None:
         rows = self.db.conn.execute(
-            "SELECT id, ref, payload FROM inbound WHERE kind = 'cmd' AND status = 'new' ORDER BY received_at, id"
+            "SELECT id, ref, payload FROM inbound WHERE kind = 'cmd' AND status ="
+            " 'new' ORDER BY received_at, id"
         ).fetchall()
         for inbound_id, ref, payload in rows:
             try:
@@ -1470,7 +1470,8 @@ class Controller:
         at = wall.now_iso()
         with kdb.transaction(self.db):
             self.db.conn.execute(
-                "INSERT INTO calibrations (id, shelf, at, kind, known_g, operator) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO calibrations (id, shelf, at, kind, known_g, operator)"
+                " VALUES (?,?,?,?,?,?)",
                 (
                     ids.uuid7(),
                     it.shelf,
@@ -1518,7 +1519,8 @@ class Controller:
                     (it.shelf, ln.sku, shelf.door, ln.low_stock),
                 )
                 self.db.conn.execute(
-                    "INSERT INTO inventory (shelf, sku, count, updated_at) VALUES (?,?,0,?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO inventory (shelf, sku, count, updated_at) VALUES"
+                    " (?,?,0,?) ON CONFLICT DO NOTHING",
                     (it.shelf, ln.sku, at),
                 )
             operators.audit(
@@ -1557,7 +1559,8 @@ class Controller:
         at = wall.now_iso()
         with kdb.transaction(self.db):
             cur = self.db.conn.execute(
-                "UPDATE events SET acked_at = ?, acked_by = ? WHERE id = ? AND alarm = 1 AND acked_at IS NULL",
+                "UPDATE events SET acked_at = ?, acked_by = ? WHERE id = ? AND alarm ="
+                " 1 AND acked_at IS NULL",
                 (at, self.operator.id, it.alarm),
             )
             if cur.rowcount == 0:
@@ -1609,7 +1612,8 @@ class Controller:
         items = [{"sku": i.sku, "qty": i.qty} for i in it.items]
         with kdb.transaction(self.db):
             self.db.conn.execute(
-                "INSERT INTO adjustments (id, sale, amount_fen, items_json, reason, actor, created_at) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO adjustments (id, sale, amount_fen, items_json, reason,"
+                " actor, created_at) VALUES (?,?,?,?,?,?,?)",
                 (adj_id, it.sale, amount, json.dumps(items), it.reason or "refund", actor, at),
             )
             journal.outbox(
@@ -1673,7 +1677,8 @@ class Controller:
         self._static["sync"] = S.SyncView(backlog, dead, last, journal.catalog_version(self.db))
         lo, hi = auth.day_bounds(self._today(), self.tz)
         c, tot = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(total_fen), 0) FROM sales WHERE closed_at >= ? AND closed_at < ?",
+            "SELECT COUNT(*), COALESCE(SUM(total_fen), 0) FROM sales WHERE"
+            " closed_at >= ? AND closed_at < ?",
             (lo, hi),
         ).fetchone()
         review = tuple(
@@ -1702,7 +1707,8 @@ class Controller:
                 continue
             stock[ln.sku] = stock.get(ln.sku, 0) + ln.count
         rows = db.execute(
-            "SELECT p.sku, p.zh, p.en, p.category, p.supplier, COALESCE(s.zh, ''), COALESCE(s.kind, ''),"
+            "SELECT p.sku, p.zh, p.en, p.category, p.supplier, COALESCE(s.zh, ''),"
+            " COALESCE(s.kind, ''),"
             " COALESCE(s.county, ''), COALESCE(s.town, ''), p.cert_no, p.price_fen"
             " FROM products p LEFT JOIN suppliers s ON s.id = p.supplier ORDER BY p.category, p.sku"
         ).fetchall()
@@ -1905,7 +1911,7 @@ class Controller:
         )
 
 
-# == helpers ===========================================================================================
+# == helpers ========================================================================
 @dataclass(frozen=True)
 class _Code:
     text: str

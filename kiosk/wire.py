@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kiosk import clock
-from kiosk.clock import iso_from_ts as iso
-from kiosk.clock import now_iso
-from kiosk.ids import uuid7
 
-__all__ = ["iso", "now_iso", "uuid7"]  # re-exported: both ends of the contract use them
+# Re-exported: both ends of the contract stamp times and ids through this module.
+from kiosk.clock import iso_from_ts as iso  # noqa: F401
+from kiosk.clock import now_iso  # noqa: F401
+from kiosk.ids import uuid7  # noqa: F401
 
 TOPIC_ROOT = "kiosk/v1"
 RECORD_TYPES = (

@@ -404,18 +404,3 @@ def _admin(central: CentralServer, method: str, parts: list[str], body: bytes) -
             m["cabinet"], str(m.get("cmd")), m.get("args") or {}, float(m.get("ttl_s", 600))
         )
     raise _HttpError(404, "no such admin path", "/".join(parts))
-
-
-def serve(
-    db: str, http: str, mqtt_url: str | None, cabinets: dict[str, bytes], ca_file: str | None
-) -> None:
-    """Run until interrupted (``kiosk central``)."""
-    host, _, port = http.rpartition(":")
-    server = CentralServer(db, cabinets, (host or "127.0.0.1", int(port)), mqtt_url, ca_file)
-    server.start()
-    print(f"central simulator: http {server.http_url}, mqtt {mqtt_url or 'off'}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        server.stop()

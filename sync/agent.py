@@ -251,6 +251,10 @@ class Agent:
                 self.db, self.cursor, self.s.batch_max_records, self.s.batch_max_bytes
             )
             if not records:
+                if not self.inflight:
+                    # Nothing in flight yet records may remain before the cursor (an ack that
+                    # named only some of its batch): read from the start next time.
+                    self.cursor = 0
                 self.backlog_estimate = 0
                 return
             bid = wire.uuid7()

@@ -71,17 +71,21 @@ def _insert(db: Database, kind: str, ref: str, payload: dict, status: str, why: 
     )
 
 
-def refuse(db: Database, r: ib.Refusal, signed_cmd: bool = False) -> Outcome:
-    """An event naming the reason; a signed command also gets a row and a ``cmd_result``."""
+def refuse(db: Database, r: ib.Refusal, signed: bool = False) -> Outcome:
+    """An event naming the reason. A signed message (its ``ref`` can be trusted) also gets a
+    ``rejected`` row, so a retained copy redelivered on reconnect is not refused again; a
+    signed command gets a ``cmd_result`` too, so the centre knows."""
     with tx(db):
         store.add_event(db, "inbound rejected", {"kind": r.kind, "ref": r.ref, "why": r.why})
-        if signed_cmd and r.ref is not None:
+        if signed and r.ref is not None:
             try:
                 with tx(db):
-                    _insert(db, "cmd", r.ref, {"cmd_id": r.ref}, "rejected", r.why)
+                    _insert(db, r.kind, r.ref, {"ref": r.ref}, "rejected", r.why)
             except sqlite3.IntegrityError:
-                pass  # a replay of a refused command: the event above says so
-            store.append(db, "cmd_result", {"cmd_id": r.ref, "ok": False, "detail": r.why})
+                pass  # seen before (a replay, or an older version): the event says so
+            if r.kind == "cmd":
+                store.put_setting(db, LAST_CMD, r.ref)  # HTTP polling goes on after it
+                store.append(db, "cmd_result", {"cmd_id": r.ref, "ok": False, "detail": r.why})
     return Outcome(r.kind, r.ref, False, r.why)
 
 
@@ -92,7 +96,7 @@ def handle_down(db: Database, key: bytes, kind: str, message: object) -> Outcome
     if isinstance(checked, ib.Refusal):
         if checked.ref is not None and _seen(db, kind, checked.ref):
             return None
-        return refuse(db, checked)
+        return refuse(db, checked, signed=checked.ref is not None)
     d = checked
     ref = str(d.version)
     try:
@@ -108,7 +112,7 @@ def handle_down(db: Database, key: bytes, kind: str, message: object) -> Outcome
             _insert(db, kind, ref, d.raw, "applied", None)
             store.append(db, "applied", {"kind": kind, "version": d.version})
     except kcat.CatalogError as e:
-        return refuse(db, ib.Refusal(kind, ref, "; ".join(e.problems)[:500]))
+        return refuse(db, ib.Refusal(kind, ref, "; ".join(e.problems)[:500]), signed=True)
     return Outcome(kind, ref, True, config=d.payload if kind == "config" else None)
 
 
@@ -131,7 +135,7 @@ def handle_command(db: Database, key: bytes, message: object, now: float) -> Out
     if isinstance(checked, ib.Refusal):
         if checked.ref is not None and _seen(db, "cmd", checked.ref):
             return refuse(db, ib.Refusal("cmd", checked.ref, f"replayed ({checked.why})"))
-        return refuse(db, checked, signed_cmd=checked.ref is not None)
+        return refuse(db, checked, signed=checked.ref is not None)
     c = checked
     if _seen(db, "cmd", c.cmd_id):
         return refuse(db, ib.Refusal("cmd", c.cmd_id, "replayed: cmd_id seen before"))
@@ -147,7 +151,7 @@ def handle_command(db: Database, key: bytes, message: object, now: float) -> Out
     except sqlite3.IntegrityError:  # the same command on both paths at once
         return refuse(db, ib.Refusal("cmd", c.cmd_id, "replayed: cmd_id seen before"))
     except kcat.CatalogError as e:
-        return refuse(db, ib.Refusal("cmd", c.cmd_id, "; ".join(e.problems)), signed_cmd=True)
+        return refuse(db, ib.Refusal("cmd", c.cmd_id, "; ".join(e.problems)), signed=True)
     return Outcome("cmd", c.cmd_id, True, report_now=c.cmd == "report_now")
 
 

@@ -8,6 +8,8 @@ retries it (``sync.agent``) until the centre answers.
 
 from __future__ import annotations
 
+from kiosk import signing
+from kiosk.config import Config
 from kiosk.payments import Authorization, PaymentOffline
 from sync.http_link import CentralRefused, CentralUnreachable, HttpLink
 
@@ -39,3 +41,17 @@ class HttpPaymentPort:
         except CentralRefused:
             return False
         return isinstance(a, dict) and a.get("ok") is True
+
+
+def from_config(cfg: Config, timeout_s: float = 5.0) -> HttpPaymentPort:
+    """The port ``kiosk run`` wires into the controller (``[central] http`` and ``key_file``).
+
+    Raises ``ValueError`` when the configuration has no HTTP address or key file, and
+    ``kiosk.signing.KeyFileError`` for a bad key file.
+    """
+    c = cfg.central
+    if not c.http or c.key_file is None:
+        raise ValueError("payments need [central] http and key_file")
+    key = signing.load_key(c.key_file)
+    ca = str(c.ca_file) if c.ca_file else None
+    return HttpPaymentPort(HttpLink(c.http, cfg.cabinet.id, key, timeout_s, ca))

@@ -23,6 +23,7 @@ from kiosk import intents
 from kiosk.snapshot import Snapshot
 from ui import fonts, i18n, images
 from ui import viewmodels as vm
+from ui.recorder import ScreenRecorder
 from ui.screens import customer, operator
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class KioskApp(App):
         animate: bool = True,
         attract_after_s: float = customer.ATTRACT_AFTER_S,
         shelf_lanes: dict[str, tuple[str, ...]] | None = None,
+        shots_dir: Path | None = None,
+        closable: bool = False,
         **kw: Any,
     ):
         super().__init__(**kw)
@@ -104,7 +107,9 @@ class KioskApp(App):
         self.last_result: intents.Result | None = None
         self._images: dict[str, str] = {}
         self._idle_ev = None
-        self._exit_allowed = False
+        self._exit_allowed = closable  # a desktop window (the demo) closes; a cabinet's not
+        self.shots_dir = shots_dir
+        self.recorder: ScreenRecorder | None = None
 
     # -- building ----------------------------------------------------------------------------
     def build(self) -> ScreenManager:
@@ -115,6 +120,8 @@ class KioskApp(App):
         )
         for name, cls in SCREENS.items():
             self.sm.add_widget(cls(name=name))
+        if self.shots_dir is not None:
+            self.recorder = ScreenRecorder(self.shots_dir, lambda: self.sm.current)
         self.controller.subscribe(self._on_snapshot)
         Window.bind(on_request_close=self._on_request_close)
         Window.bind(on_touch_down=lambda *_: self._touched())
@@ -151,6 +158,8 @@ class KioskApp(App):
                 old.on_leave_screen()
             self.sm.current = name
         self._arm_idle(name)
+        if self.recorder is not None:
+            self.recorder.shown(name)
 
     def redraw(self) -> None:
         self.show(None)

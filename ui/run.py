@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,25 @@ def open_touchscreen(
     state_dir: Path | None = None,
     photos: Path | None = None,
     fullscreen: bool = True,
+    size: tuple[int, int] | None = None,
+    shots_dir: Path | None = None,
 ) -> int:
     """``controller``: ``kiosk.controller.Controller`` (snapshot/submit/subscribe);
-    ``config``: ``kiosk.config.Config`` (cabinet, shelves, central URL)."""
+    ``config``: ``kiosk.config.Config`` (cabinet, shelves, central URL).
+
+    ``fullscreen=False``: a desktop window of ``size`` (width, height) that closing ends.
+    ``shots_dir``: a screenshot of every screen shown, ``NN-<screen>.png`` (``ui.recorder``).
+    SIGTERM/SIGINT end the app (after whatever the caller's own handlers do).
+    """
     state = Path(state_dir) if state_dir else Path(config.database).parent
     prepare_env(state)
     from kivy.config import Config as KivyConfig
 
     if fullscreen:
         KivyConfig.set("graphics", "fullscreen", "auto")
+    if size is not None:
+        KivyConfig.set("graphics", "width", str(size[0]))
+        KivyConfig.set("graphics", "height", str(size[1]))
     from ui import images
     from ui.app import KioskApp
 
@@ -51,6 +62,25 @@ def open_touchscreen(
         households=households,
         timezone=config.cabinet.timezone,
         shelf_lanes={s.id: tuple(lane.sku for lane in s.lanes) for s in config.shelves},
+        shots_dir=shots_dir,
+        closable=not fullscreen,
     )
+    _stop_on_signals(app)
     app.run()
     return 0
+
+
+def _stop_on_signals(app: Any) -> None:
+    """Kivy's loop never looks at the caller's stop flag: a signal must end the app itself.
+    Handlers run on the main thread, which is the one running Kivy's loop."""
+    from kivy.clock import Clock
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        before = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, before: Any = before) -> None:
+            if callable(before):
+                before(signum, frame)
+            Clock.schedule_once(lambda _dt: app.stop())
+
+        signal.signal(sig, handler)

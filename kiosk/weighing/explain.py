@@ -11,6 +11,7 @@ uncertain, so the customer is never silently charged the dearer reading.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -20,19 +21,24 @@ from kiosk.weighing.model import Basket, LaneStock, Move
 
 # Priors (log): most sessions take one or two items; moves, foreign objects and stock counts
 # that are off are rarer.
-LOG_ITEM = math.log(0.4)
+LOG_ITEM = math.log(0.3)
 LOG_OVERSTOCK = math.log(0.01)
 LOG_MOVE = math.log(0.05)
 LOG_MIXED = math.log(0.5)  # an item put down on a shelf that also lost items
 # People take several of one product more often than one each of several: every further lane
 # (or shelf) a take spans costs this on top of the per-item prior.
-LOG_NEW_LANE = math.log(0.35)
+LOG_NEW_LANE = math.log(0.25)
 LOG_NEW_SHELF = math.log(0.6)
 LOG_FOREIGN = math.log(0.02) + math.log(1.0 / 2000.0)
 # Catalogue means are off by a fraction of a percent (batch, packaging): a per-product bias.
 REL_BIAS = 0.004
 # Heavier tails than a gaussian: a fraction of readings are worse than the noise model says.
 TAIL_W, TAIL_SCALE = 0.003, 3.0
+# A take of several items that explains a level the shelf rested at while the door was open
+# (one grab of part of the take) is this much likelier. Only ever a bonus, and bounded, so a
+# hand resting on the shelf can at worst make a verdict uncertain.
+LOG_STEP = math.log(30.0)
+STEP_Z = 3.0
 MAX_ADDS = 1
 KEEP_PER_SHELF = 12
 KEEP_WITHIN = 25.0  # log-likelihood units below a shelf's best
@@ -49,6 +55,8 @@ class ShelfObs:
     var: float
     lanes: tuple[LaneStock, ...]
     div: float = 1.0
+    # Levels (change from the baseline) the shelf rested at while the door was open.
+    steps: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,30 @@ def movable(shelves: Sequence[ShelfObs]) -> set[str]:
     return out
 
 
+def _explains_step(obs: ShelfObs, r: tuple[int, ...], lanes: Sequence[LaneStock]) -> bool:
+    """Whether some part of removal ``r`` (not none, not all) matches a level seen while open."""
+    mid = [
+        d
+        for d in obs.steps
+        if abs(d) > 20.0 + 4.0 * obs.div and abs(d - obs.delta) > 20.0 + 4.0 * obs.div
+    ]
+    if not mid:
+        return False
+    full = tuple(r)
+    for sub in itertools.product(*(range(k + 1) for k in r)):
+        if not any(sub) or sub == full:
+            continue
+        mu = sum(k * ln.unit_g for k, ln in zip(sub, lanes, strict=False))
+        var = sum(
+            k * ln.unit_sd_g**2 + (k * REL_BIAS * ln.unit_g) ** 2
+            for k, ln in zip(sub, lanes, strict=False)
+        )
+        lim = STEP_Z * math.sqrt(var + obs.var + 4.0 * obs.div**2)
+        if any(abs(d + mu) <= lim for d in mid):
+            return True
+    return False
+
+
 def shelf_candidates(
     obs: ShelfObs, units: Mapping[str, LaneStock], moved: set[str] | None = None
 ) -> list[Cand]:
@@ -156,6 +188,8 @@ def shelf_candidates(
                     var += k * ln.unit_sd_g**2 + (k * REL_BIAS * ln.unit_g) ** 2
                     prior += k * LOG_ITEM + max(0, k - ln.count) * LOG_OVERSTOCK
             resid = obs.delta + mu
+            if not add and sum(r) >= 2 and _explains_step(obs, r, lanes):
+                prior += LOG_STEP
             removed = tuple((ln.sku, k) for k, ln in zip(r, lanes, strict=False) if k)
             score = log_mix(resid, var) + prior
             out.append(Cand(removed, add, False, score, resid / math.sqrt(var), resid, var))

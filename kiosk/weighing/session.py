@@ -14,7 +14,7 @@ from kiosk.weighing.signal import Baseline, ShelfState, ShelfTrack, Status
 @dataclass(frozen=True)
 class Tuning:
     window_s: float = 0.8  # a shelf is still when this much of its stream is flat
-    hold_s: float = 1.5  # an uncertain reading waits this long for better evidence
+    hold_s: float = 1.0  # an uncertain reading waits this long for better evidence
     cheaper_max: float = 0.02  # posterior of cheaper baskets above this: uncertain
     other_max: float = 0.3  # posterior of any other taken above this: uncertain
     misfit_z: float = 6.0  # best explanation this far off: uncertain
@@ -46,6 +46,7 @@ class SessionWeigher:
         self.t_open: float | None = None
         self.t_close: float | None = None
         self._base: dict[str, Baseline | None] = {}
+        self._steps: dict[str, tuple[float, ...]] = {}
         self._last_eval = -math.inf
         self._next_explain = -math.inf
         self._settled_at: float | None = None
@@ -64,6 +65,7 @@ class SessionWeigher:
             self.t_close = None
             self._settled_at = None
             self._verdict = None
+            self._steps.clear()
             for tr in self.tracks.values():
                 tr.reset_settling()
 
@@ -148,6 +150,14 @@ class SessionWeigher:
             return None
         return self._verdict_of(ex, faults, uncertain, now)
 
+    def _plateaus(self, sid: str, base: Baseline) -> tuple[float, ...]:
+        """Where the shelf rested while the door was open, relative to the baseline (cached)."""
+        if sid not in self._steps:
+            assert self.t_open is not None and self.t_close is not None
+            lv = self.tracks[sid].plateaus(self.t_open, self.t_close, base.sigma)
+            self._steps[sid] = tuple(x - base.level for x in lv)
+        return self._steps[sid]
+
     def _explain(self, states: dict[str, tuple[Baseline, ShelfState]], now: float) -> Explanation:
         assert self.t_open is not None
         tune = self.tune
@@ -160,7 +170,8 @@ class SessionWeigher:
                 d = st.level - base.level
                 var = base.sigma**2 / base.n + st.var + dvar + (tune.creep_rel * d) ** 2
                 plan = self.plans[sid]
-                out.append(ShelfObs(sid, d, var, plan.stock, plan.division_g))
+                steps = self._plateaus(sid, base)
+                out.append(ShelfObs(sid, d, var, plan.stock, plan.division_g, steps))
             return out
 
         obs = observe(drift_var)

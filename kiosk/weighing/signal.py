@@ -131,6 +131,30 @@ class ShelfTrack:
         quiet = max(xs) - min(xs) < 0.5 * self.div
         return Baseline(robust_mean(xs, self.div), len(xs), noise_sigma(xs, self.div), quiet)
 
+    def plateaus(self, t1: float, t2: float, sigma: float, min_s: float = 0.5) -> list[float]:
+        """Levels the shelf rested at between t1 and t2 (door open): steps of single grabs.
+
+        A stretch counts when it stays within a few noise sd for ``min_s``; hand presses and
+        ramps never do."""
+        ts, raw = self.valid(t1, t2)
+        xs = median3(raw)
+        need = max(4, int(min_s / self.period()))
+        tol = 3.0 * sigma + 2.0 * self.div
+        out: list[float] = []
+        i, n = 0, len(xs)
+        while i + need <= n:
+            lo = hi = xs[i]
+            j = i + 1
+            while j < n and max(hi, xs[j]) - min(lo, xs[j]) <= tol:
+                lo, hi = min(lo, xs[j]), max(hi, xs[j])
+                j += 1
+            if j - i >= need and ts[j - 1] - ts[i] >= 0.8 * min_s:
+                out.append(robust_mean(raw[i:j], self.div))
+                i = j
+            else:
+                i += 1
+        return out
+
     def reset_settling(self) -> None:
         self._since = None
 

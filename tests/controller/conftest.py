@@ -136,14 +136,14 @@ def prepare_db(db_path: Path, cfg: config.Config) -> None:
             ],
             now_iso(),
         )
-        operators.add(d.conn, "Operator Wang", signing.card_account(KEY, OPERATOR_CARD), PIN, now_iso())
+        operators.add(
+            d.conn, "Operator Wang", signing.card_account(KEY, OPERATOR_CARD), PIN, now_iso()
+        )
     d.close()
 
 
 def shelf_loads(cfg: config.Config) -> dict[str, float]:
-    return {
-        s.id: sum(UNITS[ln.sku] * ln.count for ln in s.lanes) for s in cfg.shelves
-    }
+    return {s.id: sum(UNITS[ln.sku] * ln.count for ln in s.lanes) for s in cfg.shelves}
 
 
 class Rig:

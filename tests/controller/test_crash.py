@@ -37,12 +37,23 @@ class Proc:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.p = subprocess.Popen(
-                [sys.executable, "-m", "kiosk", "run", "--headless", "--config", str(self.cfg_path),
-                 "--control", str(self.sock)],
+                [
+                    sys.executable,
+                    "-m",
+                    "kiosk",
+                    "run",
+                    "--headless",
+                    "--config",
+                    str(self.cfg_path),
+                    "--control",
+                    str(self.sock),
+                ],
                 stdout=out,
                 stderr=out,
             )
-        self.ask_until(lambda s: s["state"] in ("idle", "settled", "cancelled", "out_of_service"), 30)
+        self.ask_until(
+            lambda s: s["state"] in ("idle", "settled", "cancelled", "out_of_service"), 30
+        )
 
     def kill(self) -> None:
         if self.p and self.p.poll() is None:
@@ -82,13 +93,17 @@ def crash_run(tmp_path: Path, sim_cabinet, sim_control, kills: int, seed: int) -
         timer.start()
         try:
             if proc.state() is not None:
-                control.request(proc.sock, json.dumps({"intent": "scan", "text": STAFF, "door": "D1"}), 3.0)
+                control.request(
+                    proc.sock, json.dumps({"intent": "scan", "text": STAFF, "door": "D1"}), 3.0
+                )
         except (OSError, ValueError):
             pass
         time.sleep(0.3)
         if sim_control.pull("D1"):
             for _ in range(rng.randint(1, 2)):
-                shelf, sku = rng.choice([x for x in D1_ITEMS if stock[x[1]] - taken.get(x[1], 0) > 1])
+                shelf, sku = rng.choice(
+                    [x for x in D1_ITEMS if stock[x[1]] - taken.get(x[1], 0) > 1]
+                )
                 sim_control.take(shelf, sku)
                 taken[sku] = taken.get(sku, 0) + 1
             time.sleep(rng.uniform(0.1, 0.6))
@@ -98,7 +113,9 @@ def crash_run(tmp_path: Path, sim_cabinet, sim_control, kills: int, seed: int) -
         proc.kill()
         proc.start()
     # let the last restart finish anything left, then check the books
-    assert proc.ask_until(lambda s: s["state"] in ("idle", "settled", "cancelled") and s["session"] is None, 20)
+    assert proc.ask_until(
+        lambda s: s["state"] in ("idle", "settled", "cancelled") and s["session"] is None, 20
+    )
     proc.kill()
     d = db.connect(cfg.database)
     try:
@@ -107,15 +124,26 @@ def crash_run(tmp_path: Path, sim_cabinet, sim_control, kills: int, seed: int) -
         assert seqs == list(range(1, len(seqs) + 1)), "outbox seq has gaps"
         sold = dict(d.execute("SELECT sku, SUM(qty) FROM sale_items GROUP BY sku").fetchall())
         assert sold == taken, f"sold {sold} but taken {taken}"
-        per_session = d.execute("SELECT session, COUNT(*) FROM sales GROUP BY session HAVING COUNT(*) > 1").fetchall()
+        per_session = d.execute(
+            "SELECT session, COUNT(*) FROM sales GROUP BY session HAVING COUNT(*) > 1"
+        ).fetchall()
         assert per_session == []
-        outbox_sales = d.execute("SELECT COUNT(*), COUNT(DISTINCT json_extract(body, '$.session')) FROM outbox WHERE type = 'sale'").fetchone()
+        outbox_sales = d.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT json_extract(body, '$.session')) FROM outbox"
+            " WHERE type = 'sale'"
+        ).fetchone()
         n_sales = d.execute("SELECT COUNT(*) FROM sales").fetchone()[0]
         assert outbox_sales == (n_sales, n_sales)
-        assert d.execute("SELECT COUNT(*) FROM sessions WHERE finished_at IS NULL").fetchone()[0] == 0
-        unlatched = [k for k, v in sim_control.command("state")["doors"].items() if v["latched"] is False]
+        assert (
+            d.execute("SELECT COUNT(*) FROM sessions WHERE finished_at IS NULL").fetchone()[0] == 0
+        )
+        unlatched = [
+            k for k, v in sim_control.command("state")["doors"].items() if v["latched"] is False
+        ]
         for door in unlatched:
-            alarms = d.execute("SELECT COUNT(*) FROM events WHERE device = ? AND alarm = 1", (door,)).fetchone()[0]
+            alarms = d.execute(
+                "SELECT COUNT(*) FROM events WHERE device = ? AND alarm = 1", (door,)
+            ).fetchone()[0]
             assert alarms > 0, f"door {door} unlatched with neither a session nor an alarm"
     finally:
         d.close()

@@ -73,7 +73,11 @@ def sim_config_path(tmp_path: Path) -> Path:
     from tests.conftest import write_sim_config
 
     return write_sim_config(
-        tmp_path, {"door_open_alarm_s = 120": "door_open_alarm_s = 4", "settle_timeout_s = 8": "settle_timeout_s = 3"}
+        tmp_path,
+        {
+            "door_open_alarm_s = 120": "door_open_alarm_s = 4",
+            "settle_timeout_s = 8": "settle_timeout_s = 3",
+        },
     )
 
 
@@ -120,7 +124,11 @@ def test_payment_code_through_the_scanner(cab):
 def test_session_authorized_inbox_row_opens_the_door(cab):
     c = cab()
     c.wait(lambda s: s.state == "idle")
-    cmd = {"cmd_id": "c-77", "cmd": "session_authorized", "args": {"session": "s-phone-1", "account": "acc-9", "limit_fen": 20000}}
+    cmd = {
+        "cmd_id": "c-77",
+        "cmd": "session_authorized",
+        "args": {"session": "s-phone-1", "account": "acc-9", "limit_fen": 20000},
+    }
     c.rows(
         "INSERT INTO inbound (id, kind, ref, received_at, payload)"
         " VALUES ('in-1', 'cmd', 'c-77', '2026-01-01T00:00:00.000Z', ?)",
@@ -133,7 +141,9 @@ def test_session_authorized_inbox_row_opens_the_door(cab):
     r = c.receipt()
     assert r.session == "s-phone-1" and r.method == "scan_to_open"
     assert c.rows("SELECT status FROM inbound WHERE id = 'in-1'") == [("done",)]
-    results = [json.loads(b) for (b,) in c.rows("SELECT body FROM outbox WHERE type = 'cmd_result'")]
+    results = [
+        json.loads(b) for (b,) in c.rows("SELECT body FROM outbox WHERE type = 'cmd_result'")
+    ]
     assert results == [{"cmd_id": "c-77", "ok": True, "detail": "session s-phone-1"}]
 
 
@@ -144,7 +154,12 @@ def test_move_between_shelves_and_foreign_object(cab):
     c.c.put("D1-S3", "hs-honey-500g")
     c.c.foreign("D1-S1", 333)
     c.close()
-    snap = c.wait(lambda s: s.state in ("cancelled", "settled") and s.session is None or s.state == "cancelled", what="settled")
+    snap = c.wait(
+        lambda s: (
+            (s.state in ("cancelled", "settled") and s.session is None) or s.state == "cancelled"
+        ),
+        what="settled",
+    )
     assert c.rows("SELECT COUNT(*) FROM sales") == [(0,)]
     kinds = {a.kind for a in c.wait(lambda s: len(s.alarms) >= 2, what="alarms").alarms}
     assert {"foreign_object", "misplaced_item"} <= kinds
@@ -192,7 +207,9 @@ def test_operator_restock_calibrate_refund_and_lockout(cab):
     for _ in range(4):
         assert c.ctl.submit(I.OperatorLogin(card=OPERATOR_CARD, pin="0000")).code == "bad_pin"
     assert c.ctl.submit(I.OperatorLogin(card=OPERATOR_CARD, pin=PIN)).ok
-    assert c.ctl.submit(I.Refund(sale, items=(I.RefundItem("zr-rice-2.5kg", 1),), reason="damaged")).ok
+    assert c.ctl.submit(
+        I.Refund(sale, items=(I.RefundItem("zr-rice-2.5kg", 1),), reason="damaged")
+    ).ok
     assert c.ctl.submit(I.Refund(sale)).code == "refund_too_large"
     adj = c.rows("SELECT amount_fen, sale FROM adjustments")
     assert adj == [(2400, sale)]
@@ -207,7 +224,9 @@ def test_operator_restock_calibrate_refund_and_lockout(cab):
     c.close()
     c.wait(lambda s: s.state == "settled", what="restock done")
     assert c.rows("SELECT count FROM inventory WHERE sku = 'zr-rice-5kg'") == [(6,)]
-    assert c.rows("SELECT COUNT(*) FROM outbox WHERE type = 'inventory' AND body LIKE '%restock%'") == [(1,)]
+    assert c.rows(
+        "SELECT COUNT(*) FROM outbox WHERE type = 'inventory' AND body LIKE '%restock%'"
+    ) == [(1,)]
     # calibration
     assert c.ctl.submit(I.Calibrate("D2-S4", "zero")).ok
     assert c.ctl.submit(I.Calibrate("D2-S4", "known", 1000)).ok
@@ -238,11 +257,20 @@ def test_uncertain_basket_confirmed_through_kiosk_ctl(cab, tmp_path: Path):
         assert snap.state == "confirming"
         totals = [b.total_fen for b in snap.candidates]
         assert totals == sorted(totals) and len(totals) >= 2
+
         def ctl(*words):
-            out = subprocess.run([sys.executable, "-m", "kiosk", "ctl", "--control", str(sock), *words], capture_output=True, text=True, timeout=30)
+            out = subprocess.run(
+                [sys.executable, "-m", "kiosk", "ctl", "--control", str(sock), *words],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             return json.loads(out.stdout)
+
         state = ctl("state")
-        assert state["snapshot"]["state"] == "confirming" and len(state["snapshot"]["candidates"]) >= 2
+        assert (
+            state["snapshot"]["state"] == "confirming" and len(state["snapshot"]["candidates"]) >= 2
+        )
         reply = ctl("confirm", "1")
         assert reply["ok"], reply
         c.wait(lambda s: s.state not in ("confirming",), what="after confirm")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -264,7 +263,3 @@ def sync_proc(tmp_path: Path, keyfile: Path, cabinet_db: Path) -> Iterator[Calla
     yield make
     for p in procs:
         p.stop()
-
-
-def mosquitto_available() -> bool:
-    return shutil.which("mosquitto") is not None or Path(MOSQUITTO).exists()

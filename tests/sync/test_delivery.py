@@ -158,3 +158,22 @@ def test_rejected_records_become_dead_letters_with_an_event(
     assert "items" in why
     assert len(ev) == 1 and json.loads(ev[0][0])["record"] == bad
     assert central.store.stats().sales == 5  # the bad one is not counted
+
+
+def test_centre_leaving_the_broker_and_answering_twice(
+    tmp_path, central, broker, sync_proc, cabinet_db
+):
+    add_sales(cabinet_db, 300)
+    r = requests.post(
+        f"{central.http_url}/admin/faults", json={"duplicates": True, "disconnect": 1.0}, timeout=5
+    )
+    assert r.json()["duplicates"] is True
+    sync_proc(mqtt=broker.url, batch_max_records=50, tune=["ack_timeout_s=1"])
+    add_sales(cabinet_db, 300, start=300)
+    wait_for(lambda: central.store.stats().sales == 600, 40, "all sales")
+    wait_for(lambda: cabinet_counts(cabinet_db).get("pending", 0) == 0, 30, "drain")
+    assert (
+        requests.post(f"{central.http_url}/admin/faults", json={"bogus": 1}, timeout=5).status_code
+        == 400
+    )
+    assert_all_delivered_once(cabinet_db, tmp_path / "central.db")

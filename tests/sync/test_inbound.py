@@ -76,7 +76,7 @@ def test_catalogue_config_accounts_by_retained_topics(
         "accounts",
         [{"account": ACCOUNT, "name": "王医生", "status": "active", "offline_limit_fen": 20000}],
     )
-    sync_proc(mqtt=broker.url)
+    proc = sync_proc(mqtt=broker.url)
     wait_for(lambda: len(central.store.records(CABINET, "applied")) == 3, 30, "applied x3")
     assert query(cabinet_db, "SELECT max(version) FROM catalog_versions") == [(2,)]
     assert query(cabinet_db, "SELECT price_fen FROM products WHERE sku = 'zr-rice-5kg'") == [
@@ -92,6 +92,16 @@ def test_catalogue_config_accounts_by_retained_topics(
     wait_for(lambda: len(events(cabinet_db)) == 1, 20, "refusal event")
     assert "not newer" in events(cabinet_db)[0]["why"]
     assert query(cabinet_db, "SELECT max(version) FROM catalog_versions") == [(2,)]
+    # Restarted, the agent gets every retained message again: none is news, none an event.
+    proc.stop()
+    telemetry = len(central.store.records(CABINET, "telemetry"))
+    sync_proc(mqtt=broker.url)
+    wait_for(
+        lambda: len(central.store.records(CABINET, "telemetry")) > telemetry, 20, "back online"
+    )
+    time.sleep(0.3)
+    assert len(events(cabinet_db)) == 1
+    assert len(central.store.records(CABINET, "applied")) == 3
 
 
 def test_http_polling_is_the_second_path(tmp_path, central, sync_proc, cabinet_db):
@@ -250,3 +260,17 @@ def test_malformed_inbound_messages_apply_nothing(tmp_path_factory, messages):
         assert query(path, "SELECT sku, price_fen FROM products ORDER BY sku") == prices
     assert query(path, "SELECT max(version) FROM catalog_versions") == [(1,)] or applied
     assert query(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_command_delivered_twice_is_applied_once(
+    tmp_path, central, broker, sync_proc, cabinet_db
+):
+    with_catalog(cabinet_db)
+    sync_proc(mqtt=broker.url)
+    wait_online(central)
+    central.set_faults(central.faults.faults.__class__(duplicates=True))
+    central.store.add_command(CABINET, "set_price", {"sku": "hs-eggs-10", "price_fen": 2100})
+    wait_for(lambda: len(events(cabinet_db)) == 1, 20, "the second copy refused")
+    assert events(cabinet_db)[0]["why"].startswith("replayed")
+    assert len(query(cabinet_db, "SELECT * FROM price_history WHERE sku = 'hs-eggs-10'")) == 2
+    wait_for(lambda: len(central.store.records(CABINET, "cmd_result")) == 1, 20, "one result")

@@ -160,3 +160,22 @@ def test_a_forced_decision_while_shelves_still_move_does_not_charge_silently():
     assert w.poll(11.9) is None
     v = w.decide_now(12.0)
     assert v.uncertain and len(v.candidates) >= 2
+
+
+def test_grabs_seen_one_by_one_favour_the_take_of_several_items():
+    # 2 x 381 g + 118 g = 880 g sits within the unit sd of one 890 g bottle; the levels the
+    # shelf rested at while the door was open tell the three grabs apart from one.
+    oil = {"sku": "oil", "unit_g": 890, "unit_sd_g": 7, "price_fen": 7800}
+    chili = {"sku": "chili", "unit_g": 381, "unit_sd_g": 4, "price_fen": 2500}
+    powder = {"sku": "powder", "unit_g": 118, "unit_sd_g": 2, "price_fen": 1200}
+
+    def weigh(steps: list[tuple[float, float]]) -> dict:
+        shelf = Shelf("D1-S1", [(oil, 3), (chili, 5), (powder, 4)], steps)
+        return solve_scenario(scenario([shelf, Shelf("D1-S2", [(RICE, 1)])]))
+
+    apart = weigh([(3.0, -381), (4.5, -381), (6.0, -118)])
+    at_once = weigh([(3.0, -880)])
+    assert apart["taken"] == {"chili": 2, "powder": 1}
+    assert at_once["taken"] == {"oil": 1}
+    # Neither is charged silently when the dearer reading keeps real weight.
+    assert at_once["uncertain"]
