@@ -1,8 +1,9 @@
 """``kiosk demo``: the project doing something real, end to end, with nothing set up by hand.
 
-Step 1 stage: a fresh database from ``examples/cabinet.toml``, the sample catalogue imported,
-and the cabinet's product list printed. Later steps add stages (simulated devices, the
-controller, the sync agent) by appending to ``STAGES``; each stage gets the shared ``Demo``.
+The core's part: a fresh database from ``examples/cabinet.toml``, the sample catalogue
+imported, the cabinet's product list printed, a demo staff card and a demo operator. Each stage
+gets the shared ``Demo``. The running cabinet (simulated devices, broker, central simulator,
+controller, touchscreen, sync agent) is started by ``simulators.demo`` around these stages.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from typing import TextIO
 
 from sqlite_utils import Database
 
-from kiosk import catalog, config, db, money
+from kiosk import auth, catalog, clock, config, db, money, operators, signing
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONFIG = EXAMPLES / "cabinet.toml"
+# The demo's people: a staff card that buys on account, an operator (card + PIN).
+STAFF_CARD = "04A1B2C3"
+STAFF_NAME = "演示员工"
+OPERATOR_CARD = "0A0B0C0D"
+OPERATOR_NAME = "演示运维"
+OPERATOR_PIN = "2468"
 
 
 @dataclass
@@ -84,7 +91,7 @@ def _product_list(demo: Demo) -> None:
                 str(p.households),
             )
         )
-    for line in _table(header, rows, right={2, 3, 5}):
+    for line in table(header, rows, right={2, 3, 5}):
         demo.say(line)
     demo.say()
     demo.say(
@@ -93,11 +100,39 @@ def _product_list(demo: Demo) -> None:
     )
 
 
+def _demo_people(demo: Demo) -> None:
+    """Without a key file there are no card hashes to store: the stage says so and skips."""
+    if demo.cfg.central.key_file is None:
+        demo.say("no [central] key_file: no demo staff card or operator")
+        return
+    key = signing.load_key(demo.cfg.central.key_file)
+    limit = demo.cfg.limits.card_offline_limit_fen
+    with db.transaction(demo.dbh):
+        auth.import_accounts(
+            demo.dbh.conn,
+            key,
+            [auth.AccountRow(STAFF_CARD, STAFF_NAME, limit, "active")],
+            clock.now_iso(),
+        )
+        operators.add(
+            demo.dbh.conn,
+            OPERATOR_NAME,
+            signing.card_account(key, OPERATOR_CARD),
+            OPERATOR_PIN,
+            clock.now_iso(),
+        )
+    demo.say(
+        f"staff card {STAFF_CARD} ({STAFF_NAME}, {money.yuan_sign(limit)} a day); "
+        f"operator card {OPERATOR_CARD}, PIN {OPERATOR_PIN}"
+    )
+
+
 Stage = Callable[[Demo], None]
 STAGES: list[tuple[str, Stage]] = [
     ("database", _fresh_database),
     ("catalogue", _import_catalog),
     ("product list", _product_list),
+    ("demo people", _demo_people),
 ]
 
 
@@ -123,7 +158,7 @@ def _pad(text: str, cols: int, right: bool) -> str:
     return gap + text if right else text + gap
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
     cols = [max(width(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = lambda r: "  ".join(_pad(v, cols[i], i in right) for i, v in enumerate(r)).rstrip()  # noqa: E731
     return [fmt(header), "  ".join("-" * c for c in cols), *(fmt(r) for r in rows)]
