@@ -135,19 +135,10 @@ def _cmd_catalog_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from kiosk import demo, demo_purchase
+    """Every part as its own ``kiosk`` process, started and stopped by ``simulators.demo``."""
+    from simulators import demo
 
-    def start_sim(cfg):  # the simulated cabinet in-process, and its control client
-        from simulators.cabinet import SimulatedCabinet
-        from simulators.control import ControlClient
-
-        sim = SimulatedCabinet(cfg).start()
-        return sim, ControlClient(sim.control_address)
-
-    if not any(name == "purchase" for name, _ in demo.STAGES):
-        demo.STAGES.append(("purchase", demo_purchase.stage(start_sim, open_devices)))
-
-    return demo.run(Path(args.config)) if args.config else demo.run()
+    return demo.main(args)
 
 
 # -- Step 6: the touchscreen ------------------------------------------------------------------
@@ -573,8 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--db", required=True)
     c.add_argument("--json", action="store_true", help="a JSON array")
 
-    c = cmd("demo", _cmd_demo, "a fresh example cabinet: database, catalogue, product list")
-    c.add_argument("--config", help="cabinet TOML (default: examples/cabinet.toml)")
+    c = cmd("demo", _cmd_demo, "the whole simulated cabinet; a scripted sale without a display")
+    c.add_argument("--config", help="cabinet TOML to copy (default: examples/cabinet.toml)")
+    c.add_argument("--headless", action="store_true", help="the scripted sale even with a display")
+    c.add_argument("--run-dir", metavar="DIR", help="fresh run folder (default: examples/run/demo)")
+    c.add_argument("--out", metavar="DIR", help="screenshots (default: demo-out/ in the repo)")
+    c.add_argument("--timeout", type=float, default=90.0, help="seconds the scripted sale may take")
 
     c = cmd("doctor", _cmd_doctor, "check config, devices, database, disk, clock, central")
     c.add_argument("--config", required=True, help="the cabinet's TOML file")

@@ -166,7 +166,7 @@ class Processes:
                 env=env,
                 cwd=self.run_dir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads of ours fork)
+                preexec_fn=_die_with_parent,
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
@@ -304,13 +304,23 @@ class Run:
         return min(cap, remaining)
 
     def wait(self, pred: Callable[[], Any], cap: float, what: str) -> Any:
-        return wait_for(pred, self.left(cap), what, self.procs)
+        try:
+            return wait_for(pred, self.left(cap), what, self.procs)
+        except DemoFailed as e:
+            if "timed out" not in str(e):
+                raise
+            s = self._snap()
+            seen = {k: s.get(k) for k in ("state", "refusal", "out_of_service")}
+            raise DemoFailed(f"{e} (the controller: {seen if s else 'no answer'})") from None
 
     # -- set up and start ----------------------------------------------------------------------
     def prepare(self) -> None:
         ports = Ports(mqtt=free_port(), http=free_port())
         self.ports = ports
         self.cfg_path = write_config(self.opts.base_config, self.opts.run_dir, ports)
+        if self.opts.headless:  # before the touchscreen starts writing into it
+            shutil.rmtree(self.opts.out_dir, ignore_errors=True)
+            self.opts.out_dir.mkdir(parents=True)
         core.run(self.cfg_path, out=self.out)  # database, catalogue, product list, people
         self.cfg = config.load(self.cfg_path)
         self.say()
@@ -408,12 +418,9 @@ class Run:
     # -- without a display: the scripted purchase ------------------------------------------
     def scripted(self) -> int:
         shots = self.opts.out_dir
-        if shots.exists():
-            shutil.rmtree(shots)
-        shots.mkdir(parents=True)
         sim = self.sim
         assert sim is not None
-        self.wait(lambda: self._idle(), 20, "the controller to be idle")
+        self.wait(self._idle, 20, "the controller to be idle")
         self.shot("idle")
         self.say()
         self.say(f"scan       staff card {core.STAFF_CARD}")
@@ -455,7 +462,8 @@ class Run:
         return Path(found[-1])
 
     def _snap(self) -> dict[str, Any]:
-        return self._controller_state() or {}
+        """The controller's snapshot as JSON (``kiosk ctl state``), {} while it does not answer."""
+        return dict((self._controller_state() or {}).get("snapshot") or {})
 
     def _idle(self) -> bool:
         s = self._snap()

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kiosk.weighing.model import Basket, LaneStock, Move
+from kiosk.weighing.signal import median
 
 # Priors (log): most sessions take one or two items; moves, foreign objects and stock counts
 # that are off are rarer.
@@ -37,8 +38,8 @@ TAIL_W, TAIL_SCALE = 0.003, 3.0
 # A take of several items that explains a level the shelf rested at while the door was open
 # (one grab of part of the take) is this much likelier. Only ever a bonus, and bounded, so a
 # hand resting on the shelf can at worst make a verdict uncertain.
-LOG_STEP = math.log(30.0)
-STEP_Z = 3.0
+STEP_W = 0.5  # share of levels seen while open that are states between grabs
+MAX_LEVELS = 4
 MAX_ADDS = 1
 KEEP_PER_SHELF = 12
 KEEP_WITHIN = 25.0  # log-likelihood units below a shelf's best
@@ -121,28 +122,54 @@ def movable(shelves: Sequence[ShelfObs]) -> set[str]:
     return out
 
 
-def _explains_step(obs: ShelfObs, r: tuple[int, ...], lanes: Sequence[LaneStock]) -> bool:
-    """Whether some part of removal ``r`` (not none, not all) matches a level seen while open."""
-    mid = [
-        d
-        for d in obs.steps
-        if abs(d) > 20.0 + 4.0 * obs.div and abs(d - obs.delta) > 20.0 + 4.0 * obs.div
-    ]
-    if not mid:
-        return False
-    full = tuple(r)
-    for sub in itertools.product(*(range(k + 1) for k in r)):
+def mid_levels(obs: ShelfObs) -> list[float]:
+    """Levels the shelf rested at while open, away from the baseline and the final level;
+    neighbours within a few grams are one level (a hand resting shifts it a little)."""
+    gap = 20.0 + 4.0 * obs.div
+    mid = sorted(d for d in obs.steps if abs(d) > gap and abs(d - obs.delta) > gap)
+    out: list[list[float]] = []
+    for d in mid:
+        if out and d - out[-1][-1] <= 8.0 + 4.0 * obs.div:
+            out[-1].append(d)
+        else:
+            out.append([d])
+    return [median(c) for c in out][:MAX_LEVELS]
+
+
+def step_evidence(
+    obs: ShelfObs,
+    mids: Sequence[float],
+    r: tuple[int, ...],
+    lanes: Sequence[LaneStock],
+    add: tuple[str, ...],
+    units: Mapping[str, LaneStock],
+) -> float:
+    """Log likelihood ratio of the levels seen while open under this candidate vs. chance.
+
+    A level is either part of the candidate (some of its removals and put-downs, not none and
+    not all: the state between two grabs) or unrelated (a hand, a put-back), spread over the
+    span of the shelf's changes. A candidate with many parts matches a level by chance more
+    easily, so each part's density is shared among all parts."""
+    parts = [(ln.unit_g, ln.unit_sd_g, k) for k, ln in zip(r, lanes, strict=False) if k]
+    parts += [(-units[s].unit_g, units[s].unit_sd_g, 1) for s in add]
+    full = tuple(p[2] for p in parts)
+    subs = []
+    for sub in itertools.product(*(range(p[2] + 1) for p in parts)):
         if not any(sub) or sub == full:
             continue
-        mu = sum(k * ln.unit_g for k, ln in zip(sub, lanes, strict=False))
-        var = sum(
-            k * ln.unit_sd_g**2 + (k * REL_BIAS * ln.unit_g) ** 2
-            for k, ln in zip(sub, lanes, strict=False)
+        mu = sum(k * p[0] for k, p in zip(sub, parts, strict=False))
+        var = sum(k * p[1] ** 2 + (k * REL_BIAS * p[0]) ** 2 for k, p in zip(sub, parts, strict=False))
+        subs.append((mu, var + obs.var + 4.0 * obs.div**2))
+    if not subs:
+        return 0.0
+    span = max(abs(obs.delta), max(abs(d) for d in mids)) + 100.0
+    total = 0.0
+    for d in mids:
+        dens = sum(
+            math.exp(-0.5 * (d + mu) ** 2 / v) / math.sqrt(2.0 * math.pi * v) for mu, v in subs
         )
-        lim = STEP_Z * math.sqrt(var + obs.var + 4.0 * obs.div**2)
-        if any(abs(d + mu) <= lim for d in mid):
-            return True
-    return False
+        total += math.log(1.0 - STEP_W + STEP_W * span * dens / len(subs))
+    return total
 
 
 def shelf_candidates(
@@ -161,7 +188,10 @@ def shelf_candidates(
     sd_max = max((ln.unit_sd_g for ln in lanes), default=0.0)
     out: list[Cand] = []
     adds: list[tuple[str, ...]] = [()]
-    if MAX_ADDS and abs(obs.delta) > 4.0 * sd0 + 10.0:
+    # Items put down are considered even when the net change is small if the shelf was busy
+    # while open: a take and a put-down can nearly cancel, and "untouched" may overcharge.
+    mids = mid_levels(obs)
+    if MAX_ADDS and (abs(obs.delta) > 4.0 * sd0 + 10.0 or mids):
         adds += [(s,) for s in units if units[s].unit_g > 0 and (moved is None or s in moved)]
     for add in adds:
         add_mu = sum(units[s].unit_g for s in add)
@@ -188,8 +218,8 @@ def shelf_candidates(
                     var += k * ln.unit_sd_g**2 + (k * REL_BIAS * ln.unit_g) ** 2
                     prior += k * LOG_ITEM + max(0, k - ln.count) * LOG_OVERSTOCK
             resid = obs.delta + mu
-            if not add and sum(r) >= 2 and _explains_step(obs, r, lanes):
-                prior += LOG_STEP
+            if mids and sum(r) + len(add) >= 2:
+                prior += step_evidence(obs, mids, r, lanes, add, units)
             removed = tuple((ln.sku, k) for k, ln in zip(r, lanes, strict=False) if k)
             score = log_mix(resid, var) + prior
             out.append(Cand(removed, add, False, score, resid / math.sqrt(var), resid, var))

@@ -229,7 +229,12 @@ def test_operator_restock_calibrate_refund_and_lockout(cab):
     ) == [(1,)]
     # calibration
     assert c.ctl.submit(I.Calibrate("D2-S4", "zero")).ok
-    assert c.ctl.submit(I.Calibrate("D2-S4", "known", 1000)).ok
+    load = c.c.command("state")["shelves"]["D2-S4"]["load_g"]
+    c.c.stock("D2-S4", "hs-fish-150g", 12)  # six more tins: a known load on the zeroed shelf
+    known = round(c.c.command("state")["shelves"]["D2-S4"]["load_g"] - load)
+    time.sleep(0.5)
+    assert c.ctl.submit(I.Calibrate("D2-S4", "known", known)).ok
+    c.wait(lambda s: abs((s.shelves[-1].grams or 0) - known) < 10, what="calibrated reading")
     assert [k for (k,) in c.rows("SELECT kind FROM calibrations ORDER BY at")] == ["zero", "gain"]
     actions = {a for (a,) in c.rows("SELECT action FROM audit")}
     assert {"login", "refund", "restock", "calibrate_zero", "calibrate_known"} <= actions
