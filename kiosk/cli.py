@@ -321,13 +321,11 @@ def payment_port(cfg, key):  # -> kiosk.payments.PaymentPort | None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import logging
+    import os
 
-    from kiosk import run
+    from kiosk import logs, run
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(os.environ.get("KIOSK_LOG_LEVEL", "info"))
     cfg = _load_config(args.config)
     db_path = Path(args.db) if args.db else cfg.database
     from kiosk import db as kdb

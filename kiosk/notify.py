@@ -33,11 +33,14 @@ def send(*fields: str, env: Mapping[str, str] | None = None) -> bool:
     if addr is None:
         return False
     payload = "\n".join(fields).encode()
+    # Non-blocking: a receiver that stopped reading fills its queue, and a blocking send would
+    # then freeze the very loop the watchdog vouches for (and its SIGTERM handling with it).
+    kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        with socket.socket(socket.AF_UNIX, kind) as s:
             s.sendto(payload, addr)
     except OSError:
-        return False  # systemd gone or socket full: never worth crashing the service over
+        return False  # systemd gone or its queue full: never worth crashing the service over
     return True
 
 
@@ -116,3 +119,40 @@ class Watchdog:
             return False
         self._last = now
         return send("WATCHDOG=1", env=self._env)
+
+
+class DebugHang:
+    """A test hook proving the watchdog works: with ``KIOSK_DEBUG=1`` in the environment,
+    ``kill -USR2 PID`` makes the next ``check()`` block for ``KIOSK_DEBUG_HANG_S`` seconds
+    (default 60), as a loop stuck on a dead device would. Without ``KIOSK_DEBUG=1`` SIGUSR2
+    keeps its default action, so a cabinet in service cannot be hung by accident.
+
+    Call ``check()`` from the loop whose progress feeds the watchdog. Must be created on the
+    main thread (Python installs signal handlers only there).
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        env = os.environ if env is None else env
+        self.enabled = env.get("KIOSK_DEBUG") == "1"
+        try:
+            self.seconds = float(env.get("KIOSK_DEBUG_HANG_S", "60"))
+        except ValueError:
+            self.seconds = 60.0
+        self._sleep = sleep
+        self._armed = False
+        if self.enabled:
+            import signal
+
+            signal.signal(signal.SIGUSR2, lambda *_: self.arm())
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def check(self) -> None:
+        if self._armed:
+            self._armed = False
+            self._sleep(self.seconds)

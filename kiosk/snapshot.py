@@ -40,6 +40,7 @@ class Reason(enum.StrEnum):
     NETWORK_DOWN = "network_down"  # card payment still works
     PAYMENT_UNAVAILABLE = "payment_unavailable"  # no payment port configured
     UNKNOWN_CODE = "unknown_code"
+    CODE_EXPIRED = "code_expired"  # an on-screen code unknown, used, or off the screen too long
     BUSY = "busy"  # a session is already running
     NO_SUCH_DOOR = "no_such_door"
     NOTHING_TO_CONFIRM = "nothing_to_confirm"
@@ -177,6 +178,7 @@ class ProductView:
     available: bool
     why_unavailable: str | None = None  # sold_out | expired | scale_fault | None
     doors: tuple[str, ...] = ()
+    households: int = 0  # households its supplier supports
 
 
 @dataclass(frozen=True)
@@ -214,10 +216,39 @@ class SyncView:
 
 
 @dataclass(frozen=True)
+class ReviewSale:
+    """A sale flagged for review, with what an operator needs to refund a part of it."""
+
+    id: str
+    closed_at: str
+    total_fen: int
+    items: tuple[ItemView, ...]
+    refunded_fen: int = 0  # adjustments already made against it
+
+
+@dataclass(frozen=True)
 class SalesView:
     today_count: int = 0
     today_total_fen: int = 0
-    review: tuple[str, ...] = ()  # sale ids flagged for review
+    review: tuple[str, ...] = ()  # sale ids flagged for review, newest first
+    review_detail: tuple[ReviewSale, ...] = ()  # the same sales, in the same order
+
+
+@dataclass(frozen=True)
+class PlanogramLaneView:
+    sku: str
+    low_stock: int  # the low-stock alarm threshold
+    count: int  # what inventory says is in the lane
+
+
+@dataclass(frozen=True)
+class PlanogramShelf:
+    shelf: str
+    door: str
+    lanes: tuple[PlanogramLaneView, ...] = ()
+    skus: tuple[str, ...] = ()  # the lanes' skus, in lane order
+    warnings: tuple[str, ...] = ()  # products that cannot be told apart by weight (names in zh)
+    warnings_en: tuple[str, ...] = ()  # the same warnings with English names
 
 
 @dataclass(frozen=True)
@@ -246,7 +277,9 @@ class Snapshot:
     categories: tuple[CategoryView, ...] = ()
     sync: SyncView = SyncView()
     sales: SalesView = SalesView()
-    planogram_warnings: tuple[str, ...] = ()
+    planogram_warnings: tuple[str, ...] = ()  # every shelf's warnings (zh), "{shelf}: ..."
+    scan_url: str | None = None  # the scan-to-open QR while the idle screen shows (single-use)
+    planogram: tuple[PlanogramShelf, ...] = ()  # per shelf (config order)
 
 
 def as_dict(value: Any) -> Any:

@@ -46,7 +46,7 @@ MOSQUITTO = Path("/usr/sbin/mosquitto")
 WINDOW, DENSITY = "1280x800", "1.6"
 STOP_GRACE_S = 5.0
 # The purchase: two products from two shelves behind the door the card opens.
-PICKS = {"D1": (("D1-S2", "hs-honey-500g"), ("D1-S3", "hs-tea-100g"))}
+PICKS = {"D1": (("D1-S2", "hs-honey-500g"), ("D1-S3", "zr-chili-sauce"))}
 
 
 class DemoFailed(Exception):
@@ -207,13 +207,12 @@ class Processes:
                 raise DemoFailed(f"{p.name} exited ({code}):\n{p.tail()}")
 
     def stop_all(self) -> None:
-        """SIGTERM to every group (newest first), then SIGKILL to any still there."""
+        """Newest first (the controller before the devices it talks to, the broker last):
+        SIGTERM to the group, SIGKILL to whatever of it is left after a grace period."""
         for p in reversed(self.procs):
             _signal_group(p.popen, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for p in reversed(self.procs):
             with contextlib.suppress(subprocess.TimeoutExpired):
-                p.popen.wait(max(0.1, deadline - time.monotonic()))
+                p.popen.wait(STOP_GRACE_S)
             # the leader may be gone with children of its own still in the group
             _signal_group(p.popen, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -293,6 +292,8 @@ class Run:
         self.cfg_path = Path()
         self.central_db = opts.run_dir / "central.db"
         self.sim_address = ""
+        self.ports = Ports(mqtt=free_port(), http=free_port())
+        self.cfg = config.load(opts.base_config)  # the run folder's copy once prepared
 
     def say(self, line: str = "") -> None:
         print(line, file=self.out, flush=True)
@@ -315,9 +316,7 @@ class Run:
 
     # -- set up and start ----------------------------------------------------------------------
     def prepare(self) -> None:
-        ports = Ports(mqtt=free_port(), http=free_port())
-        self.ports = ports
-        self.cfg_path = write_config(self.opts.base_config, self.opts.run_dir, ports)
+        self.cfg_path = write_config(self.opts.base_config, self.opts.run_dir, self.ports)
         if self.opts.headless:  # before the touchscreen starts writing into it
             shutil.rmtree(self.opts.out_dir, ignore_errors=True)
             self.opts.out_dir.mkdir(parents=True)
@@ -402,6 +401,9 @@ class Run:
                     raise DemoFailed(f"{p.name} exited ({p.popen.returncode}):\n{p.tail()}")
             time.sleep(0.3)
         self.say("window closed")
+        stats = self.centre_stats(10.0)
+        if stats is not None:
+            self.say(f"central simulator received: {json.dumps(stats)}")
         return 0
 
     def _forward_stdin(self) -> None:
@@ -489,17 +491,22 @@ class Run:
         return tuple((s.id, s.lanes[0].sku) for s in shelves)
 
     def _centre_has_sale(self) -> dict[str, int] | None:
-        res = subprocess.run(
-            kiosk("central", "stats", "--db", str(self.central_db), "--json"),
-            capture_output=True,
-            text=True,
-            timeout=self.left(20),
-            check=False,
-        )
-        if res.returncode != 0:
+        stats = self.centre_stats(self.left(20))
+        return stats if stats and stats.get("sales", 0) >= 1 else None
+
+    def centre_stats(self, timeout_s: float) -> dict[str, int] | None:
+        """``kiosk central stats --json``: what the central simulator has received."""
+        try:
+            res = subprocess.run(
+                kiosk("central", "stats", "--db", str(self.central_db), "--json"),
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
             return None
-        stats = json.loads(res.stdout)
-        return stats if stats.get("sales", 0) >= 1 else None
+        return dict(json.loads(res.stdout)) if res.returncode == 0 else None
 
     def print_receipt(self, r: dict[str, Any]) -> None:
         self.say()
@@ -522,12 +529,17 @@ class Run:
 
 
 def run(opts: Options, out: IO[str] = sys.stdout) -> int:
-    demo = Run(opts, out)
+    try:
+        demo = Run(opts, out)
+    except config.ConfigError as e:
+        print("\n".join(["kiosk demo: bad configuration:", *e.problems]), file=sys.stderr)
+        return 2
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # the finally below stops every process
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # SIGINT too: a shell starting the demo in the background leaves SIGINT ignored.
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         demo.prepare()
         demo.start()
@@ -547,7 +559,10 @@ def run(opts: Options, out: IO[str] = sys.stdout) -> int:
             with contextlib.suppress(OSError):
                 demo.sim.close()
         demo.procs.stop_all()
-        signal.signal(signal.SIGTERM, previous)
+        if demo.control.parent != opts.run_dir:  # the /tmp fallback of a deep checkout
+            shutil.rmtree(demo.control.parent, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(args: argparse.Namespace) -> int:

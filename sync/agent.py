@@ -39,7 +39,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from kiosk import wire
+from kiosk import logs, wire
 from kiosk.config import Config
 from sync import apply, store
 from sync.backoff import Backoff
@@ -160,7 +160,14 @@ class Agent:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
-        log.info("sync agent for %s started", self.s.cabinet)
+        """The loop: ``on_tick`` after every step, on this thread (the watchdog's ping)."""
+        logs.log(
+            "sync_started",
+            cabinet=self.s.cabinet,
+            mqtt=bool(self.mqtt),
+            http=bool(self.http),
+            backlog=store.backlog(self.db).pending,
+        )
         try:
             while not stop.is_set():
                 try:
@@ -172,6 +179,24 @@ class Agent:
                     on_tick()
         finally:
             self.close()
+
+    def status_line(self) -> str:
+        """What ``systemctl status kiosk-sync`` shows (it changes only every few seconds)."""
+        link = "mqtt" if self.mqtt and self.mqtt.connected else "http" if self.http else "none"
+        return (
+            f"link={link} backlog={self.backlog_estimate} in_flight={len(self.inflight)}"
+            f" delivered={self.counters.delivered} dead={self.counters.dead}"
+        )
+
+    def summary(self) -> dict[str, int]:
+        c = self.counters
+        return {
+            "batches": c.batches_sent,
+            "delivered": c.delivered,
+            "dead": c.dead,
+            "inbound_applied": c.inbound_applied,
+            "inbound_rejected": c.inbound_refused,
+        }
 
     def close(self) -> None:
         if self.mqtt:
@@ -297,6 +322,12 @@ class Agent:
         self.counters.dead += dead
         for ack in acks:
             self.inflight.pop(ack.batch, None)
+            logs.log(
+                "batch_delivered",
+                batch=ack.batch,
+                stored=len(ack.stored),
+                rejected=len(ack.rejected),
+            )
 
     # -- inbound -------------------------------------------------------------------------------
     def _on_message(self, topic_name: str, payload: bytes) -> None:
@@ -331,10 +362,10 @@ class Agent:
     def _count(self, o: apply.Outcome) -> None:
         if o.applied:
             self.counters.inbound_applied += 1
-            log.info("inbound %s %s applied", o.kind, o.ref)
+            logs.log("inbound_applied", kind=o.kind, ref=o.ref)
         else:
             self.counters.inbound_refused += 1
-            log.warning("inbound %s %s refused: %s", o.kind, o.ref, o.why)
+            logs.warning("inbound_rejected", kind=o.kind, ref=o.ref, why=o.why)
 
     def _apply_config(self, version: int) -> None:
         if not version:
@@ -440,12 +471,13 @@ def parse_tune(items: list[str]) -> dict[str, object]:
 
 def main(cfg: Config, db_path: str | None, tune: list[str]) -> int:
     """``kiosk sync``: run until SIGTERM/SIGINT; exit 2 on a bad key file or setting."""
+    import os
     import signal
     import sys
 
-    from kiosk import logs, signing
+    from kiosk import notify, signing
 
-    logs.setup()
+    logs.setup(os.environ.get("KIOSK_LOG_LEVEL", "info"))
     if cfg.central.key_file is None:
         print(
             "kiosk sync: [central] key_file is needed to sign and check messages", file=sys.stderr
@@ -458,7 +490,31 @@ def main(cfg: Config, db_path: str | None, tune: list[str]) -> int:
         print(f"kiosk sync: {e}", file=sys.stderr)
         return 2
     stop = threading.Event()
+    signals: list[str] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        signals.append(signal.Signals(signum).name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    Agent(settings, db_path or cfg.database).run(stop)
+        signal.signal(sig, on_signal)
+    agent = Agent(settings, db_path or cfg.database)
+    hang = notify.DebugHang()
+    dog = notify.Watchdog()
+    shown = [""]
+
+    def on_tick() -> None:
+        hang.check()
+        dog.tick()
+        text = agent.status_line()
+        if text != shown[0]:
+            shown[0] = text
+            notify.status(text)
+
+    notify.ready(agent.status_line())
+    try:
+        agent.run(stop, on_tick)  # a step in hand finishes; the database is closed after it
+    finally:
+        notify.stopping()
+        logs.log("sync_stopped", signal=signals[0] if signals else None, **agent.summary())
     return 0

@@ -121,7 +121,7 @@ class KioskApp(App):
         for name, cls in SCREENS.items():
             self.sm.add_widget(cls(name=name))
         if self.shots_dir is not None:
-            self.recorder = ScreenRecorder(self.shots_dir, lambda: self.sm.current)
+            self.recorder = ScreenRecorder(self.shots_dir, self.sm.get_screen)
         self.controller.subscribe(self._on_snapshot)
         Window.bind(on_request_close=self._on_request_close)
         Window.bind(on_touch_down=lambda *_: self._touched())

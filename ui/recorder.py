@@ -1,9 +1,10 @@
 """A screenshot of each screen the app shows, for ``kiosk demo`` and anyone reviewing a flow.
 
 Files are ``NN-<screen>.png`` in the order shown (``01-idle.png``, ``02-authorise.png`` ...).
-The grab waits ``delay_s`` so the new screen has laid itself out and drawn at least one frame;
-if another screen replaced it meanwhile, that screen's own grab covers it and this one is
-dropped (a file named for a screen always shows that screen).
+The screen widget itself is rendered (``export_to_png``), not the window: a screen the
+controller passes through in a tenth of a second (authorise, while the lock releases) is still
+recorded, as it was painted, after it has been replaced. The grab waits a few frames so its
+layout and text have settled. Record without screen transitions (a fade would be half drawn).
 """
 
 from __future__ import annotations
@@ -12,40 +13,39 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
+SETTLE_FRAMES = 3  # layouts and label textures update over the next frames
 
 
 class ScreenRecorder:
-    def __init__(self, folder: Path, current: Callable[[], str], delay_s: float = 0.4):
+    def __init__(self, folder: Path, screen: Callable[[str], Any]):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._current = current  # the screen manager's current screen name, when grabbing
-        self.delay_s = delay_s
+        self._screen = screen  # name -> the screen widget
         self._shown = ""
         self._n = 0
 
     def shown(self, name: str) -> None:
-        """Called after every ``show``; only a change of screen schedules a grab."""
+        """Called after every ``show``; only a change of screen makes a screenshot."""
         if name == self._shown:
             return
         self._shown = name
         self._n += 1
-        n = self._n
+        self._after_frames(SETTLE_FRAMES, self._n, name)
+
+    def _after_frames(self, frames: int, n: int, name: str) -> None:
         from kivy.clock import Clock
 
-        Clock.schedule_once(lambda _dt: self._grab(n, name), self.delay_s)
+        if frames == 0:
+            self._grab(n, name)
+        else:  # a timeout of 0 runs after the next frame
+            Clock.schedule_once(lambda _dt: self._after_frames(frames - 1, n, name), 0)
 
     def _grab(self, n: int, name: str) -> None:
-        if self._current() != name:
-            log.info("screen %s gone before its screenshot", name)
-            return
-        from kivy.core.window import Window
-
         target = self.folder / f"{n:02d}-{name}.png"
-        # Window.screenshot numbers what it writes: give it a scratch name, then rename, so
-        # the final name appears only once the file is complete.
-        made = Window.screenshot(str(self.folder / f".{n:02d}-{name}.png"))
-        if made:
-            os.replace(made, target)
-            log.info("screenshot %s", target)
+        scratch = self.folder / f".{n:02d}-{name}.png"  # the final name appears complete
+        self._screen(name).export_to_png(str(scratch))
+        os.replace(scratch, target)
+        log.info("screenshot %s", target)

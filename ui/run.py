@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ def open_touchscreen(
     fullscreen: bool = True,
     size: tuple[int, int] | None = None,
     shots_dir: Path | None = None,
+    tick: Callable[[], object] | None = None,
 ) -> int:
     """``controller``: ``kiosk.controller.Controller`` (snapshot/submit/subscribe);
     ``config``: ``kiosk.config.Config`` (cabinet, shelves, central URL).
@@ -37,6 +39,7 @@ def open_touchscreen(
     ``fullscreen=False``: a desktop window of ``size`` (width, height) that closing ends.
     ``shots_dir``: a screenshot of every screen shown, ``NN-<screen>.png`` (``ui.recorder``).
     SIGTERM/SIGINT end the app (after whatever the caller's own handlers do).
+    ``tick``: called twice a second from Kivy's own loop (the watchdog: a hung UI stops it).
     """
     state = Path(state_dir) if state_dir else Path(config.database).parent
     prepare_env(state)
@@ -63,9 +66,14 @@ def open_touchscreen(
         timezone=config.cabinet.timezone,
         shelf_lanes={s.id: tuple(lane.sku for lane in s.lanes) for s in config.shelves},
         shots_dir=shots_dir,
+        animate=shots_dir is None,  # screenshots of whole screens, not of a fade
         closable=not fullscreen,
     )
     _stop_on_signals(app)
+    if tick is not None:
+        from kivy.clock import Clock
+
+        Clock.schedule_interval(lambda _dt: tick(), 0.5)
     app.run()
     return 0
 

@@ -25,7 +25,7 @@ from kiosk.weighing.signal import median
 LOG_ITEM = math.log(0.3)
 LOG_OVERSTOCK = math.log(0.01)
 LOG_MOVE = math.log(0.05)
-LOG_MIXED = math.log(0.5)  # an item put down on a shelf that also lost items
+LOG_MIXED = math.log(0.25)  # an item put down on a shelf that also lost items
 # People take several of one product more often than one each of several: every further lane
 # (or shelf) a take spans costs this on top of the per-item prior.
 LOG_NEW_LANE = math.log(0.25)
@@ -38,9 +38,15 @@ TAIL_W, TAIL_SCALE = 0.003, 3.0
 # A take of several items that explains a level the shelf rested at while the door was open
 # (one grab of part of the take) is this much likelier. Only ever a bonus, and bounded, so a
 # hand resting on the shelf can at worst make a verdict uncertain.
-STEP_W = 0.5  # share of levels seen while open that are states between grabs
+STEP_W = 0.9  # share of levels seen during a take of several items that are between grabs
 MAX_LEVELS = 4
+LEVEL_REL = 0.01
+PUTBACK_W = 0.7  # share of unrelated levels that are an item lifted and put back
+LEVEL_BY_CHANCE = 0.05  # a shelf shows a level while open though no take explains it
+# Chance that a take of several items shows a level between grabs (same lane / mixed).
+STEP_SEEN_SAME, STEP_SEEN_MIXED, STEP_SEEN_PUT = 0.25, 0.4, 0.6
 MAX_ADDS = 1
+CHEAPER_TEMPER = 1.0
 KEEP_PER_SHELF = 12
 KEEP_WITHIN = 25.0  # log-likelihood units below a shelf's best
 MAX_JOINTS = 40
@@ -144,12 +150,13 @@ def step_evidence(
     add: tuple[str, ...],
     units: Mapping[str, LaneStock],
 ) -> float:
-    """Log likelihood ratio of the levels seen while open under this candidate vs. chance.
+    """Log likelihood of the levels seen while open under this candidate, relative to a
+    candidate with no state between grabs (one item, nothing, a put-down alone).
 
-    A level is either part of the candidate (some of its removals and put-downs, not none and
-    not all: the state between two grabs) or unrelated (a hand, a put-back), spread over the
-    span of the shelf's changes. A candidate with many parts matches a level by chance more
-    easily, so each part's density is shared among all parts."""
+    Such a candidate shows a level only by chance (``LEVEL_BY_CHANCE``: a hand, an item lifted
+    and put back); a take of several items shows one more often than not, at some of its
+    items (the state between two grabs). A candidate with many parts matches a level by
+    chance more easily, so each part's density is shared among all parts."""
     parts = [(ln.unit_g, ln.unit_sd_g, k) for k, ln in zip(r, lanes, strict=False) if k]
     parts += [(-units[s].unit_g, units[s].unit_sd_g, 1) for s in add]
     full = tuple(p[2] for p in parts)
@@ -162,14 +169,39 @@ def step_evidence(
         subs.append((mu, var + obs.var + 4.0 * obs.div**2))
     if not subs:
         return 0.0
+    if not mids:
+        # Several items usually leave the shelf in several grabs, with a pause between; one
+        # lane's items are more often grabbed together than items of different lanes.
+        # An item put down on a shelf that also lost items came at another moment: the
+        # shelf usually rests in between.
+        if add and any(r):
+            return math.log(1.0 - STEP_SEEN_PUT)
+        one_grab = len(parts) == 1
+        return math.log(1.0 - (STEP_SEEN_SAME if one_grab else STEP_SEEN_MIXED))
     span = max(abs(obs.delta), max(abs(d) for d in mids)) + 100.0
-    total = 0.0
+    # Unrelated levels: a hand anywhere in the span, or one item of a lane lifted and put
+    # back (the shelf rests one unit lighter for a while).
+    backs = [
+        (ln.unit_g, ln.unit_sd_g**2 + obs.var + 4.0 * obs.div**2)
+        for ln in lanes
+        if ln.count > 0 and ln.unit_g > 0
+    ]
+    seen = STEP_SEEN_PUT if add and any(r) else STEP_SEEN_SAME if len(parts) == 1 else STEP_SEEN_MIXED
+    # Levels come from this candidate's grabs (with chance ``seen``; most of them at some of
+    # its parts) or from unrelated events (``LEVEL_BY_CHANCE``), whatever the candidate.
+    fit = 1.0
     for d in mids:
-        dens = sum(
-            math.exp(-0.5 * (d + mu) ** 2 / v) / math.sqrt(2.0 * math.pi * v) for mu, v in subs
-        )
-        total += math.log(1.0 - STEP_W + STEP_W * span * dens / len(subs))
-    return total
+        lvl_var = (LEVEL_REL * d) ** 2  # a level seen while open may still be ringing
+        dens = sum(_gauss(d + mu, v + lvl_var) for mu, v in subs) / len(subs)
+        bg = (1.0 - PUTBACK_W) / span
+        if backs:
+            bg += PUTBACK_W * sum(_gauss(d + mu, v + lvl_var) for mu, v in backs) / len(backs)
+        fit *= 1.0 - STEP_W + STEP_W * dens / bg
+    return math.log(1.0 + seen / LEVEL_BY_CHANCE * fit)
+
+
+def _gauss(x: float, var: float) -> float:
+    return math.exp(-0.5 * x * x / var) / math.sqrt(2.0 * math.pi * var)
 
 
 def shelf_candidates(
@@ -218,7 +250,7 @@ def shelf_candidates(
                     var += k * ln.unit_sd_g**2 + (k * REL_BIAS * ln.unit_g) ** 2
                     prior += k * LOG_ITEM + max(0, k - ln.count) * LOG_OVERSTOCK
             resid = obs.delta + mu
-            if mids and sum(r) + len(add) >= 2:
+            if sum(r) + len(add) >= 2:
                 prior += step_evidence(obs, mids, r, lanes, add, units)
             removed = tuple((ln.sku, k) for k, ln in zip(r, lanes, strict=False) if k)
             score = log_mix(resid, var) + prior
@@ -355,7 +387,11 @@ def explain(
         baskets.append(Basket(dict(j.taken), j.moves, j.foreign, charge, w / total))  # type: ignore[operator]
     baskets.sort(key=lambda b: -b.score)
     b0 = baskets[0]
-    cheaper = sum(b.score for b in baskets if b.charge_fen < b0.charge_fen)
+    # The overcharge guard reads a flattened posterior: the model is never quite right (a
+    # coincidence of weights, a level that was a hand), and an overcharge is the worst error.
+    flat = [b.score**CHEAPER_TEMPER for b in baskets]
+    cheaper = sum(f for f, b in zip(flat, baskets, strict=False) if b.charge_fen < b0.charge_fen)
+    cheaper /= sum(flat)
     other = sum(b.score for b in baskets if dict(b.taken) != dict(b0.taken))
     best_j = next(
         j

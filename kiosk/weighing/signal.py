@@ -15,7 +15,8 @@ from enum import Enum
 BASELINE_SPAN_S = 3.0  # use at most this much of the stream before the door opened
 MISSING_GAP_S = 1.0  # no answer for this long (and 5 samples) at the end: a dead cell
 STUCK_P = 1e-4  # a frozen run less likely than this under the cell's noise: a stuck cell
-LEVEL_SPAN_S = 4.0  # average a settled shelf over at most this much
+LEVEL_SPAN_S = 4.0
+PLATEAU_REL = 0.03  # band of a level seen while the door is open, per gram away from the start  # average a settled shelf over at most this much
 
 
 class Status(Enum):
@@ -135,21 +136,24 @@ class ShelfTrack:
         """Levels the shelf rested at between t1 and t2 (door open): steps of single grabs.
 
         A stretch counts when it stays within a few noise sd for ``min_s``; hand presses and
-        ramps never do."""
+        ramps never do. A load change rings and decays for a while (a few percent of it), so
+        the band widens with the distance from where the shelf started."""
         ts, raw = self.valid(t1, t2)
         xs = median3(raw)
         need = max(4, int(min_s / self.period()))
-        tol = 3.0 * sigma + 2.0 * self.div
+        tol0 = 3.0 * sigma + 2.0 * self.div
+        x0 = xs[0] if xs else 0.0
         out: list[float] = []
         i, n = 0, len(xs)
         while i + need <= n:
             lo = hi = xs[i]
+            tol = tol0 + PLATEAU_REL * abs(xs[i] - x0)
             j = i + 1
             while j < n and max(hi, xs[j]) - min(lo, xs[j]) <= tol:
                 lo, hi = min(lo, xs[j]), max(hi, xs[j])
                 j += 1
             if j - i >= need and ts[j - 1] - ts[i] >= 0.8 * min_s:
-                out.append(robust_mean(raw[i:j], self.div))
+                out.append(robust_mean(raw[i + (j - i) // 3 : j], self.div))  # after the ring
                 i = j
             else:
                 i += 1

@@ -12,6 +12,7 @@ import pytest
 
 from kiosk import intents as I
 from kiosk import signing
+from kiosk import snapshot as S
 from kiosk.payments import FakePaymentPort
 
 from .conftest import BLOCKED, KEY, OPERATOR_CARD, PIN, STAFF, prepare_db
@@ -67,9 +68,24 @@ class Cab:
             d.close()
 
 
+# Shelf D2-S3 holding products whose sums collide: 2 x candy (530 g, 36.00) weigh what
+# radish + pepper (530 g, 41.00) weigh.
+COLLIDING = {
+    'lanes = [{sku = "bo-coco-powder", count = 6}, {sku = "hs-radish-400g", count = 6}]': (
+        'lanes = [{sku = "bo-coco-powder", count = 6}]'
+    ),
+    'lanes = [{sku = "bo-coco-candy", count = 8}, {sku = "zr-pepper-powder", count = 8}]': (
+        'lanes = [{sku = "bo-coco-candy", count = 8}, {sku = "hs-radish-400g", count = 6},'
+        ' {sku = "zr-pepper-powder", count = 8}]'
+    ),
+}
+CANDY, RADISH, PEPPER = "bo-coco-candy", "hs-radish-400g", "zr-pepper-powder"
+
+
 @pytest.fixture
-def sim_config_path(tmp_path: Path) -> Path:
-    """The example cabinet with a door-open alarm after 4 s (the default is 2 minutes)."""
+def sim_config_path(tmp_path: Path, request) -> Path:
+    """The example cabinet with a door-open alarm after 4 s (the default is 2 minutes);
+    a test's ``indirect`` parameter adds more replacements."""
     from tests.conftest import write_sim_config
 
     return write_sim_config(
@@ -77,6 +93,7 @@ def sim_config_path(tmp_path: Path) -> Path:
         {
             "door_open_alarm_s = 120": "door_open_alarm_s = 4",
             "settle_timeout_s = 8": "settle_timeout_s = 3",
+            **getattr(request, "param", {}),
         },
     )
 
@@ -123,28 +140,50 @@ def test_payment_code_through_the_scanner(cab):
 
 def test_session_authorized_inbox_row_opens_the_door(cab):
     c = cab()
-    c.wait(lambda s: s.state == "idle")
-    cmd = {
-        "cmd_id": "c-77",
-        "cmd": "session_authorized",
-        "args": {"session": "s-phone-1", "account": "acc-9", "limit_fen": 20000},
-    }
-    c.rows(
-        "INSERT INTO inbound (id, kind, ref, received_at, payload)"
-        " VALUES ('in-1', 'cmd', 'c-77', '2026-01-01T00:00:00.000Z', ?)",
-        (json.dumps(cmd),),
-    )
+    snap = c.wait(lambda s: s.state == "idle" and s.scan_url, what="idle with a code")
+    prefix = f"http://127.0.0.1:8080/s/{c.cfg.cabinet.id}/"
+    assert snap.scan_url.startswith(prefix)
+    nonce = snap.scan_url.removeprefix(prefix)
+
+    def authorized(row: str, cmd_id: str, session: str) -> None:
+        cmd = {
+            "cmd_id": cmd_id,
+            "cmd": "session_authorized",
+            "args": {"session": session, "account": "acc-9", "limit_fen": 20000},
+        }
+        c.rows(
+            "INSERT INTO inbound (id, kind, ref, received_at, payload)"
+            " VALUES (?, 'cmd', ?, '2026-01-01T00:00:00.000Z', ?)",
+            (row, cmd_id, json.dumps(cmd)),
+        )
+
+    # a nonce this cabinet never showed opens nothing
+    authorized("in-0", "c-76", "s-made-up")
+    c.wait(lambda s: s.refusal == "code_expired", what="made-up code refused")
+    authorized("in-1", "c-77", nonce)
     c.wait(lambda s: s.state == "open", what="open from the inbox")
+    assert c.ctl.snapshot().scan_url is None  # the idle screen (and its code) is gone
     c.c.pull("D1")
     c.c.take("D1-S3", "zr-chili-sauce")
     c.close()
     r = c.receipt()
-    assert r.session == "s-phone-1" and r.method == "scan_to_open"
+    assert r.session == nonce and r.method == "scan_to_open"
     assert c.rows("SELECT status FROM inbound WHERE id = 'in-1'") == [("done",)]
+    c.ctl.submit(I.DismissReceipt())
+    fresh = c.wait(lambda s: s.state == "idle" and s.scan_url, what="a new code").scan_url
+    assert fresh != snap.scan_url
+    # the same nonce again (a replayed or doubled command) is single-use: refused
+    authorized("in-2", "c-78", nonce)
+    c.wait(lambda s: c.rows("SELECT status FROM inbound WHERE id = 'in-2'") == [("done",)])
     results = [
         json.loads(b) for (b,) in c.rows("SELECT body FROM outbox WHERE type = 'cmd_result'")
     ]
-    assert results == [{"cmd_id": "c-77", "ok": True, "detail": "session s-phone-1"}]
+    assert results == [
+        {"cmd_id": "c-76", "ok": False, "detail": "code_expired"},
+        {"cmd_id": "c-77", "ok": True, "detail": f"session {nonce}"},
+        {"cmd_id": "c-78", "ok": False, "detail": "code_expired"},
+    ]
+    assert c.rows("SELECT COUNT(*) FROM sessions") == [(1,)]
 
 
 def test_move_between_shelves_and_foreign_object(cab):
@@ -233,7 +272,10 @@ def test_operator_restock_calibrate_refund_and_lockout(cab):
     c.c.stock("D2-S4", "hs-fish-150g", 12)  # six more tins: a known load on the zeroed shelf
     known = round(c.c.command("state")["shelves"]["D2-S4"]["load_g"] - load)
     time.sleep(0.5)
-    assert c.ctl.submit(I.Calibrate("D2-S4", "known", known)).ok
+    res = c.ctl.submit(I.Calibrate("D2-S4", "known", known))
+    assert res.ok
+    # before: the zeroed shelf read the six tins' weight off by the gain error; after: on it
+    assert abs(res.data["error_before_g"]) < known and abs(res.data["error_after_g"]) < 10
     c.wait(lambda s: abs((s.shelves[-1].grams or 0) - known) < 10, what="calibrated reading")
     assert [k for (k,) in c.rows("SELECT kind FROM calibrations ORDER BY at")] == ["zero", "gain"]
     actions = {a for (a,) in c.rows("SELECT action FROM audit")}
@@ -283,3 +325,140 @@ def test_uncertain_basket_confirmed_through_kiosk_ctl(cab, tmp_path: Path):
         assert sessions[-1][1] == 1 and sessions[-1][0] in ("sold", "nothing_taken")
     finally:
         server.stop()
+
+
+def ctl_cmd(sock: Path, *words: str) -> dict:
+    """``kiosk ctl --control SOCK WORDS...``, its JSON answer."""
+    out = subprocess.run(
+        [sys.executable, "-m", "kiosk", "ctl", "--control", str(sock), *words],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return json.loads(out.stdout)
+
+
+def take_radish_and_pepper(c: Cab, code: str) -> S.Snapshot:
+    """A customer takes 1 radish + 1 pepper from D2-S3: as heavy as 2 candies."""
+    c.open_session(code, door="D2")
+    c.c.take("D2-S3", RADISH)
+    c.c.take("D2-S3", PEPPER)
+    c.close("D2")
+    return c.wait(lambda s: s.state not in ("open", "settling"), timeout=20, what="verdict")
+
+
+def baskets(snap: S.Snapshot) -> list[set[tuple[str, int]]]:
+    return [{(i.sku, i.qty) for i in b.items} for b in snap.candidates]
+
+
+@pytest.mark.parametrize("sim_config_path", [COLLIDING], indirect=True)
+def test_ambiguous_basket_confirmed_through_kiosk_ctl_is_paid(cab, tmp_path: Path):
+    from kiosk.control import ControlServer
+
+    port = FakePaymentPort()
+    c = cab(payments=port)
+    sock = tmp_path / "ctl.sock"
+    server = ControlServer(c.ctl, sock).start()
+    try:
+        idle = c.wait(lambda s: s.state == "idle" and s.planogram, what="idle")
+        d2s3 = next(p for p in idle.planogram if p.shelf == "D2-S3")
+        assert d2s3.door == "D2" and d2s3.skus == (CANDY, RADISH, PEPPER)
+        assert [(ln.sku, ln.count) for ln in d2s3.lanes] == [(CANDY, 8), (RADISH, 6), (PEPPER, 8)]
+        # the operator was warned, naming the products
+        named = ("椰子糖 250g x2", "萝卜干", "白胡椒粉")
+        assert any(all(n in w for n in named) for w in d2s3.warnings)
+        assert any("Coconut candy 250 g x2" in w and "Dried radish" in w for w in d2s3.warnings_en)
+
+        snap = take_radish_and_pepper(c, PAY_CODE)
+        assert snap.state == "confirming", snap.state
+        state = ctl_cmd(sock, "state")["snapshot"]
+        assert state["state"] == "confirming"
+        assert {(RADISH, 1), (PEPPER, 1)} in baskets(snap) and {(CANDY, 2)} in baskets(snap)
+        assert [b.total_fen for b in snap.candidates][:2] == [3600, 4100]  # cheaper first
+        right = baskets(snap).index({(RADISH, 1), (PEPPER, 1)})
+        reply = ctl_cmd(sock, "confirm", str(right + 1))  # kiosk ctl counts from 1
+        assert reply["ok"], reply
+        r = c.receipt()
+        assert {(i.sku, i.qty, i.unit_price_fen) for i in r.items} == {
+            (RADISH, 1, 1500),
+            (PEPPER, 1, 2600),
+        }
+        assert r.total_fen == 4100 and r.payment_status == "captured" and not r.review
+        assert list(port.captured.values()) == [4100]
+        sale = c.rows("SELECT total_fen, review, payment_status FROM sales")
+        assert sale == [(4100, 0, "captured")]
+        items = c.rows("SELECT sku, qty FROM sale_items ORDER BY sku")
+        assert items == [(RADISH, 1), (PEPPER, 1)]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "sim_config_path",
+    [{**COLLIDING, "confirm_timeout_s = 60": "confirm_timeout_s = 2"}],
+    indirect=True,
+)
+def test_ambiguous_basket_nobody_answers_charges_the_cheaper_and_flags_review(cab):
+    c = cab()
+    snap = take_radish_and_pepper(c, STAFF)
+    assert snap.state == "confirming", snap.state
+    r = c.wait(lambda s: s.receipt is not None, timeout=10, what="receipt").receipt
+    assert {(i.sku, i.qty) for i in r.items} == {(CANDY, 2)}  # the cheaper reading
+    assert r.total_fen == 3600 and r.review
+    assert c.rows("SELECT total_fen, review FROM sales") == [(3600, 1)]
+    s = c.wait(lambda s: s.sales.review, what="review list")
+    assert s.sales.review == (r.sale,)
+    (detail,) = s.sales.review_detail
+    assert detail.id == r.sale and detail.total_fen == 3600 and detail.closed_at
+    assert [(i.sku, i.qty, i.unit_price_fen, i.zh) for i in detail.items] == [
+        (CANDY, 2, 1800, "椰子糖 250g")
+    ]
+    # staff refund one of the two candies from the review list
+    assert c.ctl.submit(I.OperatorLogin(card=OPERATOR_CARD, pin=PIN)).ok
+    assert c.ctl.submit(I.Refund(r.sale, items=(I.RefundItem(CANDY, 1),), reason="review")).ok
+    s = c.wait(lambda s: s.sales.review_detail[0].refunded_fen == 1800, what="refund shown")
+
+
+def test_restock_counts_come_from_the_weight(cab):
+    c = cab()
+    c.wait(lambda s: s.state == "idle")
+    assert c.ctl.submit(I.OperatorLogin(card=OPERATOR_CARD, pin=PIN)).ok
+    assert c.ctl.submit(I.OpenDoorForRestock("D1")).ok
+    c.wait(lambda s: s.state == "open", what="restock door")
+    assert c.c.pull("D1")
+    c.c.put("D1-S2", "hs-honey-500g", 2)  # 6 -> 8, set down by hand (impact, then settling)
+
+    def settled(s: S.Snapshot) -> bool:
+        shelf = next(x for x in s.shelves if x.id == "D1-S2")
+        lanes = {ln.sku: ln for ln in s.restock.lanes} if s.restock else {}
+        honey = lanes.get("hs-honey-500g")
+        return shelf.stable and honey is not None and honey.exact and honey.weighed == 8
+
+    snap = c.wait(settled, timeout=15, what="the shelf settled on 8 honey")
+    lanes = {ln.sku: ln for ln in snap.restock.lanes}
+    assert lanes["bo-coconut-oil"].weighed == 4 and lanes["hs-honey-500g"].expected == 6
+    # "confirm all": no count typed in, every lane keeps what the weight says
+    assert c.ctl.submit(I.ConfirmCounts("D1")).ok
+    c.close()
+    c.wait(lambda s: s.state == "settled", what="restock recorded")
+    assert c.rows("SELECT sku, count FROM inventory WHERE shelf = 'D1-S2' ORDER BY sku") == [
+        ("bo-coconut-oil", 4),
+        ("hs-honey-500g", 8),
+    ]
+    assert c.rows("SELECT COUNT(*) FROM sales") == [(0,)]
+
+
+def test_door_never_pulled_charges_nothing_and_latches(cab):
+    c = cab()
+    c.wait(lambda s: s.state == "idle")
+    # the simulated lock releases its latch for 3 s; unlock_timeout_s is 10: nobody pulls
+    assert c.c.command("state")["doors"]["D1"]["latched"] is True
+    assert c.ctl.submit(I.Scan(STAFF, door="D1")).ok
+    c.wait(lambda s: s.session is not None, what="session")
+    end = c.wait(lambda s: s.state in ("cancelled", "idle"), timeout=20, what="session ended")
+    assert end.refusal in (None, "door_not_pulled", "nothing_taken")
+    assert c.rows("SELECT outcome FROM sessions") in ([("cancelled",)], [("nothing_taken",)])
+    assert c.rows("SELECT COUNT(*) FROM sales") == [(0,)]
+    assert c.c.command("state")["doors"]["D1"]["latched"] is True
+    d1 = c.wait(lambda s: not s.doors[0].open, what="D1 shown latched").doors[0]
+    assert d1.id == "D1" and d1.session is None
