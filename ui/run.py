@@ -73,7 +73,11 @@ def open_touchscreen(
     if tick is not None:
         from kivy.clock import Clock
 
-        Clock.schedule_interval(lambda _dt: tick(), 0.5)
+        def feed(_dt: float) -> None:
+            tick()
+
+        # Kivy's clock holds callbacks weakly; this frame keeps ``feed`` alive while app.run().
+        Clock.schedule_interval(feed, 0.5)
     app.run()
     return 0
 

@@ -40,6 +40,8 @@ TAIL_W, TAIL_SCALE = 0.003, 3.0
 # hand resting on the shelf can at worst make a verdict uncertain.
 STEP_W = 0.9  # share of levels seen during a take of several items that are between grabs
 MAX_LEVELS = 4
+STEP_RATIO_MAX = 200.0  # one level is never overwhelming evidence
+STEP_EVAL = 36  # candidates per shelf whose levels are weighed
 LEVEL_REL = 0.01
 PUTBACK_W = 0.7  # share of unrelated levels that are an item lifted and put back
 LEVEL_BY_CHANCE = 0.05  # a shelf shows a level while open though no take explains it
@@ -187,17 +189,15 @@ def step_evidence(
         if ln.count > 0 and ln.unit_g > 0
     ]
     seen = STEP_SEEN_PUT if add and any(r) else STEP_SEEN_SAME if len(parts) == 1 else STEP_SEEN_MIXED
-    # Levels come from this candidate's grabs (with chance ``seen``; most of them at some of
-    # its parts) or from unrelated events (``LEVEL_BY_CHANCE``), whatever the candidate.
-    fit = 1.0
+    total = math.log(seen / LEVEL_BY_CHANCE)
     for d in mids:
         lvl_var = (LEVEL_REL * d) ** 2  # a level seen while open may still be ringing
         dens = sum(_gauss(d + mu, v + lvl_var) for mu, v in subs) / len(subs)
         bg = (1.0 - PUTBACK_W) / span
         if backs:
             bg += PUTBACK_W * sum(_gauss(d + mu, v + lvl_var) for mu, v in backs) / len(backs)
-        fit *= 1.0 - STEP_W + STEP_W * dens / bg
-    return math.log(1.0 + seen / LEVEL_BY_CHANCE * fit)
+        total += math.log(1.0 - STEP_W + STEP_W * min(dens / bg, STEP_RATIO_MAX))
+    return total
 
 
 def _gauss(x: float, var: float) -> float:
@@ -219,6 +219,7 @@ def shelf_candidates(
     min_mu = min((m for m in mus if m > 0), default=1.0)
     sd_max = max((ln.unit_sd_g for ln in lanes), default=0.0)
     out: list[Cand] = []
+    raw: list[tuple[float, tuple[int, ...], tuple[str, ...], float, float]] = []
     adds: list[tuple[str, ...]] = [()]
     # Items put down are considered even when the net change is small if the shelf was busy
     # while open: a take and a put-down can nearly cancel, and "untouched" may overcharge.
@@ -250,11 +251,14 @@ def shelf_candidates(
                     var += k * ln.unit_sd_g**2 + (k * REL_BIAS * ln.unit_g) ** 2
                     prior += k * LOG_ITEM + max(0, k - ln.count) * LOG_OVERSTOCK
             resid = obs.delta + mu
-            if sum(r) + len(add) >= 2:
-                prior += step_evidence(obs, mids, r, lanes, add, units)
-            removed = tuple((ln.sku, k) for k, ln in zip(r, lanes, strict=False) if k)
-            score = log_mix(resid, var) + prior
-            out.append(Cand(removed, add, False, score, resid / math.sqrt(var), resid, var))
+            raw.append((log_mix(resid, var) + prior, r, add, resid, var))
+    # The levels seen while open re-rank the likeliest few (they are costly to weigh).
+    raw.sort(key=lambda x: -x[0])
+    for score, r, add, resid, var in raw[:STEP_EVAL]:
+        if sum(r) + len(add) >= 2:
+            score += step_evidence(obs, mids, r, lanes, add, units)
+        removed = tuple((ln.sku, k) for k, ln in zip(r, lanes, strict=False) if k)
+        out.append(Cand(removed, add, False, score, resid / math.sqrt(var), resid, var))
     # A foreign object: a rise no product explains, on a shelf otherwise left alone.
     f_min = max(5.0 * sd0, 15.0)
     if obs.delta >= f_min:

@@ -16,6 +16,9 @@ class Tuning:
     window_s: float = 0.8  # a shelf is still when this much of its stream is flat
     hold_s: float = 1.0  # an uncertain reading waits this long for better evidence
     cheaper_max: float = 0.02  # posterior of cheaper baskets above this: uncertain
+    # ... and when the best reading moves an item between shelves: such readings rest on a
+    # coincidence of weights (a take and a put-down netting out), so a cheaper one counts more.
+    cheaper_max_moved: float = 0.005
     other_max: float = 0.3  # posterior of any other taken above this: uncertain
     misfit_z: float = 6.0  # best explanation this far off: uncertain
     drift_g: float = 1.5  # drift between baseline and settle: a floor (1 sd) ...
@@ -139,9 +142,10 @@ class SessionWeigher:
         if self._settled_at is None:
             self._settled_at = now
         ex = self._explain(states, now)
+        moved = bool(ex.baskets and ex.baskets[0].misplaced)
         uncertain = (
             not ex.baskets
-            or ex.cheaper_mass > tune.cheaper_max
+            or ex.cheaper_mass > (tune.cheaper_max_moved if moved else tune.cheaper_max)
             or ex.other_mass > tune.other_max
             or ex.best_z > tune.misfit_z
         )

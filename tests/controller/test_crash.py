@@ -109,6 +109,8 @@ def crash_run(tmp_path: Path, sim_cabinet, sim_control, kills: int, seed: int) -
             time.sleep(rng.uniform(0.1, 0.6))
             sim_control.push("D1")
         proc.ask_until(lambda s: s["state"] in ("idle", "settled", "cancelled"), 6.0)
+        # the session is over before the timer: kill now rather than wait for it in idle
+        timer.cancel()
         timer.join()
         proc.kill()
         proc.start()

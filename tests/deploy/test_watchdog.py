@@ -27,7 +27,7 @@ from tests.conftest import EXAMPLES, write_sim_config
 
 KEY = bytes.fromhex((EXAMPLES / "cabinet.key").read_text().strip())
 STAFF = "04A1B2C3"  # a staff card UID: must never reach a log line
-WATCHDOG_USEC = 1_000_000  # pings due every 0.5 s
+WATCHDOG_USEC = 800_000  # a ping due every 0.4 s: every tick of a loop turning at 2 Hz pings
 HANG_S = 4.0
 
 
@@ -296,7 +296,7 @@ def test_a_receiver_that_stops_reading_never_blocks_the_sender() -> None:
 def test_touchscreen_pings_from_kivys_loop_and_stops_on_sigterm(
     tmp_path, sim_cabinet, sim_config_path, systemd, spawn, monkeypatch
 ):
-    """The production path: Kivy's loop (offscreen SDL2) calls the tick; the worker hangs."""
+    """The production path: Kivy's own loop (offscreen SDL2 here) calls the tick."""
     prepare_db(sim_config_path)
     monkeypatch.delenv("KIVY_GL_BACKEND", raising=False)  # "mock" draws nothing
     monkeypatch.setenv("SDL_VIDEODRIVER", "offscreen")
@@ -305,5 +305,7 @@ def test_touchscreen_pings_from_kivys_loop_and_stops_on_sigterm(
     proc = spawn("run", "--config", str(sim_config_path), "--window", "800x480")
     systemd.wait_for("READY=1", 30)
     systemd.wait_for("WATCHDOG=1", 20)  # the window is up and its clock ticks
-    assert_pings_stop_while_hung(systemd, proc)
+    time.sleep(3.0)  # and keeps ticking (Kivy's clock holds its callbacks weakly)
+    now = time.monotonic()
+    assert systemd.pings(now - 2.0, now) >= 3, systemd.lines()
     stop_cleanly(systemd, proc)
