@@ -2,7 +2,8 @@
 
 Per shelf, candidate explanations are whole-item removals per lane (bounded by stock, one more
 allowed at a penalty: counts are sometimes off), items put down from another shelf (moves), or a
-foreign object (an unexplained rise). Shelves are then combined best-first, keeping only
+foreign object (an unexplained rise). The levels a shelf rested at while the door was open
+(the states between grabs) weigh in too. Shelves are then combined best-first, keeping only
 combinations where every item put down was lifted from some other shelf. The posterior over the
 combinations gives the confidence; cheaper alternatives that are not negligible make the verdict
 uncertain, so the customer is never silently charged the dearer reading.
@@ -35,20 +36,19 @@ LOG_FOREIGN = math.log(0.02) + math.log(1.0 / 2000.0)
 REL_BIAS = 0.004
 # Heavier tails than a gaussian: a fraction of readings are worse than the noise model says.
 TAIL_W, TAIL_SCALE = 0.003, 3.0
-# A take of several items that explains a level the shelf rested at while the door was open
-# (one grab of part of the take) is this much likelier. Only ever a bonus, and bounded, so a
-# hand resting on the shelf can at worst make a verdict uncertain.
-STEP_W = 0.9  # share of levels seen during a take of several items that are between grabs
-MAX_LEVELS = 4
-STEP_RATIO_MAX = 200.0  # one level is never overwhelming evidence
-STEP_EVAL = 36  # candidates per shelf whose levels are weighed
-LEVEL_REL = 0.01
-PUTBACK_W = 0.7  # share of unrelated levels that are an item lifted and put back
-LEVEL_BY_CHANCE = 0.05  # a shelf shows a level while open though no take explains it
-# Chance that a take of several items shows a level between grabs (same lane / mixed).
+# Levels a shelf rested at while the door was open (step_evidence): each grab or put-down is a
+# step, so a take of several items usually rests in between, at part of the take.
+# Chance that a candidate with several parts shows a level between them: several items of one
+# lane (often grabbed together), of several lanes, or a take and a put-down on one shelf.
 STEP_SEEN_SAME, STEP_SEEN_MIXED, STEP_SEEN_PUT = 0.25, 0.4, 0.6
+LEVEL_BY_CHANCE = 0.05  # a shelf shows a level no take explains (a hand, a put-back)
+STEP_W = 0.9  # share of the levels of a take of several items that are between its grabs
+PUTBACK_W = 0.7  # share of unrelated levels that are one item lifted and put back
+LEVEL_REL = 0.01  # a level seen while open may still be ringing by this much of it
+STEP_RATIO_MAX = 200.0  # one level is never overwhelming evidence
+MAX_LEVELS = 4
+STEP_EVAL = 36  # candidates per shelf whose levels are weighed (the likeliest by weight)
 MAX_ADDS = 1
-CHEAPER_TEMPER = 1.0
 KEEP_PER_SHELF = 12
 KEEP_WITHIN = 25.0  # log-likelihood units below a shelf's best
 MAX_JOINTS = 40
@@ -167,7 +167,9 @@ def step_evidence(
         if not any(sub) or sub == full:
             continue
         mu = sum(k * p[0] for k, p in zip(sub, parts, strict=False))
-        var = sum(k * p[1] ** 2 + (k * REL_BIAS * p[0]) ** 2 for k, p in zip(sub, parts, strict=False))
+        var = sum(
+            k * p[1] ** 2 + (k * REL_BIAS * p[0]) ** 2 for k, p in zip(sub, parts, strict=False)
+        )
         subs.append((mu, var + obs.var + 4.0 * obs.div**2))
     if not subs:
         return 0.0
@@ -188,10 +190,12 @@ def step_evidence(
         for ln in lanes
         if ln.count > 0 and ln.unit_g > 0
     ]
-    seen = STEP_SEEN_PUT if add and any(r) else STEP_SEEN_SAME if len(parts) == 1 else STEP_SEEN_MIXED
+    seen = (
+        STEP_SEEN_PUT if add and any(r) else STEP_SEEN_SAME if len(parts) == 1 else STEP_SEEN_MIXED
+    )
     total = math.log(seen / LEVEL_BY_CHANCE)
     for d in mids:
-        lvl_var = (LEVEL_REL * d) ** 2  # a level seen while open may still be ringing
+        lvl_var = (LEVEL_REL * d) ** 2
         dens = sum(_gauss(d + mu, v + lvl_var) for mu, v in subs) / len(subs)
         bg = (1.0 - PUTBACK_W) / span
         if backs:
@@ -391,11 +395,7 @@ def explain(
         baskets.append(Basket(dict(j.taken), j.moves, j.foreign, charge, w / total))  # type: ignore[operator]
     baskets.sort(key=lambda b: -b.score)
     b0 = baskets[0]
-    # The overcharge guard reads a flattened posterior: the model is never quite right (a
-    # coincidence of weights, a level that was a hand), and an overcharge is the worst error.
-    flat = [b.score**CHEAPER_TEMPER for b in baskets]
-    cheaper = sum(f for f, b in zip(flat, baskets, strict=False) if b.charge_fen < b0.charge_fen)
-    cheaper /= sum(flat)
+    cheaper = sum(b.score for b in baskets if b.charge_fen < b0.charge_fen)
     other = sum(b.score for b in baskets if dict(b.taken) != dict(b0.taken))
     best_j = next(
         j

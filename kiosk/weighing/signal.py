@@ -15,8 +15,8 @@ from enum import Enum
 BASELINE_SPAN_S = 3.0  # use at most this much of the stream before the door opened
 MISSING_GAP_S = 1.0  # no answer for this long (and 5 samples) at the end: a dead cell
 STUCK_P = 1e-4  # a frozen run less likely than this under the cell's noise: a stuck cell
-LEVEL_SPAN_S = 4.0
-PLATEAU_REL = 0.03  # band of a level seen while the door is open, per gram away from the start  # average a settled shelf over at most this much
+LEVEL_SPAN_S = 4.0  # average a settled shelf over at most this much
+PLATEAU_REL = 0.03  # a level seen while open may ring by this much of its distance from start
 
 
 class Status(Enum):

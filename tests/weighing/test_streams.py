@@ -179,3 +179,19 @@ def test_grabs_seen_one_by_one_favour_the_take_of_several_items():
     assert at_once["taken"] == {"oil": 1}
     # Neither is charged silently when the dearer reading keeps real weight.
     assert at_once["uncertain"]
+
+
+def test_a_take_and_a_put_down_that_nearly_cancel_are_not_read_as_a_dearer_take():
+    # Two 106 g packets leave D1-S1 and a 210 g tea from D1-S2 is put down there: D1-S1 ends
+    # 2 g lighter. Reading D1-S1 as untouched would charge the tea (5800) instead of the
+    # packets (2 x 1400); the level D1-S1 rested at in between shows the shelf was busy.
+    chili = {"sku": "chili", "unit_g": 106, "unit_sd_g": 2, "price_fen": 1400}
+    shelves = [
+        Shelf("D1-S1", [(chili, 4)], [(3.0, -106), (4.0, -106), (6.0, +210)]),
+        Shelf("D1-S2", [(TEA, 6)], [(5.0, -210)]),
+    ]
+    r = solve_scenario(scenario(shelves, close_s=8.0))
+    assert r["uncertain"] or (
+        r["taken"] == {"chili": 2}
+        and r["misplaced"] == [{"sku": "tea", "from": "D1-S2", "to": "D1-S1"}]
+    )
