@@ -21,7 +21,7 @@ from kivy.uix.screenmanager import FadeTransition, NoTransition, ScreenManager
 
 from kiosk import intents
 from kiosk.snapshot import Snapshot
-from ui import fonts, i18n, images
+from ui import fonts, i18n, images, theme
 from ui import viewmodels as vm
 from ui.recorder import ScreenRecorder
 from ui.screens import customer, operator
@@ -115,8 +115,11 @@ class KioskApp(App):
     def build(self) -> ScreenManager:
         load_kv()
         self.landscape = Window.width > Window.height
+        Window.clearcolor = theme.BG  # the screens' background (they draw none themselves)
         self.sm = ScreenManager(
-            transition=FadeTransition(duration=0.15) if self.animate else NoTransition()
+            transition=FadeTransition(duration=0.15, clearcolor=theme.BG)
+            if self.animate
+            else NoTransition()
         )
         for name, cls in SCREENS.items():
             self.sm.add_widget(cls(name=name))

@@ -46,6 +46,19 @@ class ScreenRecorder:
     def _grab(self, n: int, name: str) -> None:
         target = self.folder / f"{n:02d}-{name}.png"
         scratch = self.folder / f".{n:02d}-{name}.png"  # the final name appears complete
-        self._screen(name).export_to_png(str(scratch))
+        screen = self._screen(name)
+        # A screen draws no background (the window's clear colour is it): paint one for the file.
+        from kivy.graphics import Color, Rectangle
+
+        from ui import theme
+
+        bg = (Color(*theme.BG), Rectangle(pos=screen.pos, size=screen.size))
+        for i, ins in enumerate(bg):
+            screen.canvas.before.insert(i, ins)
+        try:
+            screen.export_to_png(str(scratch))
+        finally:
+            for ins in bg:
+                screen.canvas.before.remove(ins)
         os.replace(scratch, target)
         log.info("screenshot %s", target)
