@@ -2,7 +2,8 @@
 
 - HTTP (``ThreadingHTTPServer``): ``/api/v1/cabinets/{id}/...`` with request signatures
   checked; ``/admin/...`` unsigned, for tests and operators (faults, catalogue, config,
-  accounts, commands, stats).
+  accounts, commands, stats); ``/s/{cabinet}/{nonce}`` the scan-to-open page a customer's
+  phone opens (``central_phone``).
 - MQTT (paho, a real broker): batches on ``+/up`` are stored and acknowledged on ``ack``;
   catalogue, configuration and accounts are published retained and signed; commands queued
   in the database (also by ``kiosk central send`` from another process) are published.
@@ -26,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import paho.mqtt.client as mqtt
 
 from kiosk import signing, wire
+from simulators import central_phone
 from simulators.central_store import CentralStore
 
 
@@ -269,6 +271,18 @@ def _handler(central: CentralServer) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             parts = [p for p in url.path.split("/") if p]
+            if parts[:1] == ["s"] and len(parts) == 3 and method in ("GET", "POST"):
+                page = central_phone.serve(
+                    central.store,
+                    method,
+                    parts[1],
+                    parts[2],
+                    body,
+                    self.headers.get("Content-Type", ""),
+                    "text/html" in self.headers.get("Accept", ""),
+                )
+                self._send_bytes(page.status, page.content_type, page.body)
+                return
             try:
                 if parts[:1] == ["admin"]:
                     status, answer = _admin(central, method, parts[1:], body)
@@ -309,9 +323,12 @@ def _handler(central: CentralServer) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, status: int, answer: Any) -> None:
             data = b"" if answer is None else json.dumps(answer, ensure_ascii=False).encode()
+            self._send_bytes(status, "application/json; charset=utf-8", data)
+
+        def _send_bytes(self, status: int, content_type: str, data: bytes) -> None:
             self.send_response(status)
             if data:
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

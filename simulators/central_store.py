@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS commands(seq INTEGER PRIMARY KEY AUTOINCREMENT, cmd_i
     cabinet TEXT NOT NULL, message TEXT NOT NULL, created_at TEXT, published INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS payments(auth_id TEXT PRIMARY KEY, cabinet TEXT, session TEXT,
     hold_fen INTEGER, captured_fen INTEGER, state TEXT, created_at TEXT);
+CREATE TABLE IF NOT EXISTS scans(cabinet TEXT, nonce TEXT, account TEXT, cmd_id TEXT,
+    used_at TEXT, PRIMARY KEY(cabinet, nonce));
 """
 
 
@@ -229,6 +231,50 @@ class CentralStore:
         )
         self.add_signed_command(cabinet, message)
         return message
+
+    def scan_to_open(
+        self, cabinet: str, nonce: str, account: str, limit_fen: int, ttl_s: float
+    ) -> dict | None:
+        """A phone authorised ``nonce``: queue a signed ``session_authorized`` (the session is
+        the nonce) and return it; None when the nonce was used here before (single use).
+
+        The centre cannot tell a nonce the cabinet issued from a made-up one; the cabinet
+        refuses those (``code_expired``)."""
+        key = self.keys().get(cabinet)
+        if key is None:
+            raise KeyError(f"unknown cabinet {cabinet!r}")
+        message = signing.sign_message(
+            key,
+            {
+                "cmd_id": wire.uuid7(),
+                "cmd": "session_authorized",
+                "args": {"session": nonce, "account": account, "limit_fen": limit_fen},
+                "expires_at": wire.iso(time.time() + ttl_s),
+            },
+        )
+        now = wire.now_iso()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO scans VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (cabinet, nonce, account, message["cmd_id"], now),
+            )
+            if cur.rowcount == 0:
+                return None
+            db.execute(
+                "INSERT INTO commands(cmd_id, cabinet, message, created_at) VALUES (?,?,?,?)",
+                (message["cmd_id"], cabinet, json.dumps(message, ensure_ascii=False), now),
+            )
+        return message
+
+    def scan_used(self, cabinet: str, nonce: str) -> bool:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT 1 FROM scans WHERE cabinet = ? AND nonce = ?", (cabinet, nonce)
+            ).fetchone()
+        return row is not None
+
+    def cabinet(self, cabinet: str) -> dict | None:
+        return next((c for c in self.cabinets() if c["id"] == cabinet), None)
 
     def add_signed_command(self, cabinet: str, message: dict) -> None:
         """Queue a message as is (tests use this to send forged or expired commands)."""

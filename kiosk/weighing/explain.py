@@ -11,11 +11,12 @@ uncertain, so the customer is never silently charged the dearer reading.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kiosk.weighing.model import Basket, LaneStock, Move
@@ -31,6 +32,8 @@ LOG_MIXED = math.log(0.25)  # an item put down on a shelf that also lost items
 # (or shelf) a take spans costs this on top of the per-item prior.
 LOG_NEW_LANE = math.log(0.25)
 LOG_NEW_SHELF = math.log(0.6)
+# A move whose put-down ended before its lift began (the stretches say so): misread stretches.
+LOG_MOVE_ORDER = math.log(0.05)
 LOG_FOREIGN = math.log(0.02) + math.log(1.0 / 2000.0)
 # Catalogue means are off by a fraction of a percent (batch, packaging): a per-product bias.
 REL_BIAS = 0.004
@@ -66,6 +69,9 @@ class ShelfObs:
     div: float = 1.0
     # Levels (change from the baseline) the shelf rested at while the door was open.
     steps: tuple[float, ...] = ()
+    # The same as (start, end, level) stretches, and when the door opened and closed.
+    rests: tuple[tuple[float, float, float], ...] = ()
+    window: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,31 @@ def mid_levels(obs: ShelfObs) -> list[float]:
     return [median(c) for c in out][:MAX_LEVELS]
 
 
+@functools.lru_cache(maxsize=4096)
+def _partial_sums(
+    parts: tuple[tuple[float, float, int], ...],
+) -> tuple[float, float, tuple[tuple[float, float, float], ...]]:
+    """A candidate's total (mean, item variance) and, for every proper part of it, the part's
+    mean, variance and covariance with the total. ``parts``: (signed unit weight, unit sd,
+    count); a product's bias is shared by its items, so it correlates a part with the rest."""
+    mean_t = sum(k * mu for mu, _sd, k in parts)
+    var_t = sum(k * sd * sd + (k * REL_BIAS * mu) ** 2 for mu, sd, k in parts)
+    full = tuple(p[2] for p in parts)
+    subs = []
+    for sub in itertools.product(*(range(p[2] + 1) for p in parts)):
+        if not any(sub) or sub == full:
+            continue
+        mu = var = cov = 0.0
+        for j, (m, sd, k) in zip(sub, parts, strict=False):
+            if j:
+                b2 = (REL_BIAS * m) ** 2
+                mu += j * m
+                var += j * sd * sd + j * j * b2
+                cov += j * sd * sd + j * k * b2
+        subs.append((mu, var, cov))
+    return mean_t, var_t, tuple(subs)
+
+
 def step_evidence(
     obs: ShelfObs,
     mids: Sequence[float],
@@ -158,20 +189,16 @@ def step_evidence(
     Such a candidate shows a level only by chance (``LEVEL_BY_CHANCE``: a hand, an item lifted
     and put back); a take of several items shows one more often than not, at some of its
     items (the state between two grabs). A candidate with many parts matches a level by
-    chance more easily, so each part's density is shared among all parts."""
-    parts = [(ln.unit_g, ln.unit_sd_g, k) for k, ln in zip(r, lanes, strict=False) if k]
-    parts += [(-units[s].unit_g, units[s].unit_sd_g, 1) for s in add]
-    full = tuple(p[2] for p in parts)
-    subs = []
-    for sub in itertools.product(*(range(p[2] + 1) for p in parts)):
-        if not any(sub) or sub == full:
-            continue
-        mu = sum(k * p[0] for k, p in zip(sub, parts, strict=False))
-        var = sum(
-            k * p[1] ** 2 + (k * REL_BIAS * p[0]) ** 2 for k, p in zip(sub, parts, strict=False)
-        )
-        subs.append((mu, var + obs.var + 4.0 * obs.div**2))
-    if not subs:
+    chance more easily, so each part's density is shared among all parts.
+
+    The items' weights are one draw: the final change already says what they weigh together,
+    so a part is expected where the final change puts it (its weight conditioned on the
+    total). Two readings that agree on the total but split it differently between grabs then
+    part ways (2 x 620 g + 2 x 190 g, seen resting at 1189 g, is not 2 x 620 g + 1 x 190 g)."""
+    parts = tuple((ln.unit_g, ln.unit_sd_g, k) for k, ln in zip(r, lanes, strict=False) if k)
+    parts += tuple((-units[s].unit_g, units[s].unit_sd_g, 1) for s in add)
+    mean_t, var_t, raw_subs = _partial_sums(parts)
+    if not raw_subs:
         return 0.0
     if not mids:
         # Several items usually leave the shelf in several grabs, with a pause between; one
@@ -182,13 +209,18 @@ def step_evidence(
             return math.log(1.0 - STEP_SEEN_PUT)
         one_grab = len(parts) == 1
         return math.log(1.0 - (STEP_SEEN_SAME if one_grab else STEP_SEEN_MIXED))
+    total_var = var_t + obs.var
+    gap = -obs.delta - mean_t
+    lvl_noise = obs.var + 4.0 * obs.div**2
+    subs = [
+        (mu + cov / total_var * gap, max(var - cov * cov / total_var, 0.0) + lvl_noise)
+        for mu, var, cov in raw_subs
+    ]
     span = max(abs(obs.delta), max(abs(d) for d in mids)) + 100.0
     # Unrelated levels: a hand anywhere in the span, or one item of a lane lifted and put
     # back (the shelf rests one unit lighter for a while).
     backs = [
-        (ln.unit_g, ln.unit_sd_g**2 + obs.var + 4.0 * obs.div**2)
-        for ln in lanes
-        if ln.count > 0 and ln.unit_g > 0
+        (ln.unit_g, ln.unit_sd_g**2 + lvl_noise) for ln in lanes if ln.count > 0 and ln.unit_g > 0
     ]
     seen = (
         STEP_SEEN_PUT if add and any(r) else STEP_SEEN_SAME if len(parts) == 1 else STEP_SEEN_MIXED
@@ -290,8 +322,34 @@ def _pair_adjust(a: Cand, b: Cand, cov: float) -> float:
     return -0.5 * (q2 - q1) - 0.5 * math.log(det / (a.var * b.var))
 
 
+def transitions(obs: ShelfObs) -> list[tuple[float, float, float]]:
+    """The shelf's changes while open as (earliest start, latest end, size): between two
+    stretches it rested in (the door's opening and closing bound the first and last)."""
+    if obs.window is None:
+        return []
+    t_open, t_close = obs.window
+    pts = [(t_open, t_open, 0.0), *obs.rests, (t_close, t_close, obs.delta)]
+    return [(a[1], b[0], b[2] - a[2]) for a, b in itertools.pairwise(pts)]
+
+
+def move_order(src: ShelfObs, dst: ShelfObs, unit_g: float) -> float:
+    """Log factor for an item moved from ``src`` to ``dst``, from the order of events: it is
+    put down after it was lifted. When every drop on src big enough to be the lift started
+    after every rise on dst big enough to be the put-down had ended, the move did not happen
+    (unless a stretch was misread: a penalty, not a veto)."""
+    tol = 0.3 * unit_g + 10.0
+    lifts = [a for a, _b, d in transitions(src) if d <= -(unit_g - tol)]
+    puts = [b for _a, b, d in transitions(dst) if d >= unit_g - tol]
+    if not lifts or not puts:
+        return 0.0
+    return 0.0 if min(lifts) < max(puts) else LOG_MOVE_ORDER
+
+
 def _resolve(
-    shelf_ids: Sequence[str], cands: Sequence[Cand], units: Mapping[str, LaneStock]
+    shelf_ids: Sequence[str],
+    cands: Sequence[Cand],
+    units: Mapping[str, LaneStock],
+    order: Callable[[str, str, str], float] | None = None,
 ) -> Joint | None:
     """Turn one candidate per shelf into a basket; None when an item came from nowhere."""
     removed: Counter[str] = Counter()
@@ -316,6 +374,8 @@ def _resolve(
             item_var = u.unit_sd_g**2 + (REL_BIAS * u.unit_g) ** 2
             # The move's prior already covers lifting the item: undo its per-item prior.
             adjust += _pair_adjust(by_id[src[0]], c, -item_var) - LOG_ITEM
+            if order is not None:
+                adjust += order(sku, src[0], sid)
     foreign = tuple(sid for sid, c in zip(shelf_ids, cands, strict=False) if c.foreign)
     shelves_used = sum(1 for c in cands if c.removed)
     if shelves_used > 1:
@@ -330,7 +390,10 @@ def _resolve(
 
 
 def best_joints(
-    shelf_ids: Sequence[str], lists: Sequence[list[Cand]], units: Mapping[str, LaneStock]
+    shelf_ids: Sequence[str],
+    lists: Sequence[list[Cand]],
+    units: Mapping[str, LaneStock],
+    order: Callable[[str, str, str], float] | None = None,
 ) -> list[Joint]:
     """The best valid combinations, best first (k-best enumeration over sorted lists)."""
     if not lists:
@@ -347,7 +410,9 @@ def best_joints(
         pops += 1
         if -neg < best - KEEP_WITHIN:
             break
-        j = _resolve(shelf_ids, [lst[i] for lst, i in zip(lists, idx, strict=False)], units)
+        j = _resolve(
+            shelf_ids, [lst[i] for lst, i in zip(lists, idx, strict=False)], units, order
+        )
         if j is not None:
             out.append(j)
             best = max(best, j.score)
@@ -375,7 +440,16 @@ def explain(
     ids = [s.id for s in shelves]
     moved = movable(shelves)
     lists = [shelf_candidates(s, units, moved) for s in shelves]
-    joints = sorted(best_joints(ids, lists, units), key=lambda j: -j.score)
+    by_id = {s.id: s for s in shelves}
+    memo: dict[tuple[str, str, str], float] = {}
+
+    def order(sku: str, src: str, dst: str) -> float:
+        key = (sku, src, dst)
+        if key not in memo:
+            memo[key] = move_order(by_id[src], by_id[dst], units[sku].unit_g)
+        return memo[key]
+
+    joints = sorted(best_joints(ids, lists, units, order), key=lambda j: -j.score)
     if not joints:
         return Explanation((), math.inf, 1.0, 1.0)
     top = joints[0].score

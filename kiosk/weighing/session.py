@@ -50,6 +50,7 @@ class SessionWeigher:
         self.t_close: float | None = None
         self._base: dict[str, Baseline | None] = {}
         self._steps: dict[str, tuple[float, ...]] = {}
+        self._rests: dict[str, tuple[tuple[float, float, float], ...]] = {}
         self._last_eval = -math.inf
         self._next_explain = -math.inf
         self._settled_at: float | None = None
@@ -69,6 +70,7 @@ class SessionWeigher:
             self._settled_at = None
             self._verdict = None
             self._steps.clear()
+            self._rests.clear()
             for tr in self.tracks.values():
                 tr.reset_settling()
 
@@ -158,8 +160,9 @@ class SessionWeigher:
         """Where the shelf rested while the door was open, relative to the baseline (cached)."""
         if sid not in self._steps:
             assert self.t_open is not None and self.t_close is not None
-            lv = self.tracks[sid].plateaus(self.t_open, self.t_close, base.sigma)
-            self._steps[sid] = tuple(x - base.level for x in lv)
+            rests = self.tracks[sid].rests(self.t_open, self.t_close, base.sigma)
+            self._rests[sid] = tuple((a, b, x - base.level) for a, b, x in rests)
+            self._steps[sid] = tuple(x for _a, _b, x in self._rests[sid])
         return self._steps[sid]
 
     def _explain(self, states: dict[str, tuple[Baseline, ShelfState]], now: float) -> Explanation:
@@ -167,6 +170,7 @@ class SessionWeigher:
         tune = self.tune
         span = max(now - self.t_open, 0.0)
         drift_var = (tune.drift_g + tune.drift_g_per_s * span) ** 2
+        window = (self.t_open, self.t_close if self.t_close is not None else now)
 
         def observe(dvar: float) -> list[ShelfObs]:
             out = []
@@ -175,7 +179,11 @@ class SessionWeigher:
                 var = base.sigma**2 / base.n + st.var + dvar + (tune.creep_rel * d) ** 2
                 plan = self.plans[sid]
                 steps = self._plateaus(sid, base)
-                out.append(ShelfObs(sid, d, var, plan.stock, plan.division_g, steps))
+                out.append(
+                    ShelfObs(
+                        sid, d, var, plan.stock, plan.division_g, steps, self._rests[sid], window
+                    )
+                )
             return out
 
         obs = observe(drift_var)

@@ -133,7 +133,13 @@ class ShelfTrack:
         return Baseline(robust_mean(xs, self.div), len(xs), noise_sigma(xs, self.div), quiet)
 
     def plateaus(self, t1: float, t2: float, sigma: float, min_s: float = 0.5) -> list[float]:
-        """Levels the shelf rested at between t1 and t2 (door open): steps of single grabs.
+        """Levels the shelf rested at between t1 and t2 (door open): steps of single grabs."""
+        return [lvl for _a, _b, lvl in self.rests(t1, t2, sigma, min_s)]
+
+    def rests(
+        self, t1: float, t2: float, sigma: float, min_s: float = 0.5
+    ) -> list[tuple[float, float, float]]:
+        """Stretches (start, end, level) the shelf rested in between t1 and t2 (door open).
 
         A stretch counts when it stays within a few noise sd for ``min_s``; hand presses and
         ramps never do. A load change rings and decays for a while (a few percent of it), so
@@ -143,7 +149,7 @@ class ShelfTrack:
         need = max(4, int(min_s / self.period()))
         tol0 = 3.0 * sigma + 2.0 * self.div
         x0 = xs[0] if xs else 0.0
-        out: list[float] = []
+        out: list[tuple[float, float, float]] = []
         i, n = 0, len(xs)
         while i + need <= n:
             lo = hi = xs[i]
@@ -153,7 +159,8 @@ class ShelfTrack:
                 lo, hi = min(lo, xs[j]), max(hi, xs[j])
                 j += 1
             if j - i >= need and ts[j - 1] - ts[i] >= 0.8 * min_s:
-                out.append(robust_mean(raw[i + (j - i) // 3 : j], self.div))  # after the ring
+                lvl = robust_mean(raw[i + (j - i) // 3 : j], self.div)  # after the ring
+                out.append((ts[i], ts[j - 1], lvl))
                 i = j
             else:
                 i += 1
