@@ -11,6 +11,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: each handler imports what it runs, lazily
+    from sqlite_utils import Database
+
+    from kiosk.config import Config
+    from kiosk.hardware import CodeSource, DeviceHealth, LockBoard, ScaleBus
+    from kiosk.payments import PaymentPort
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -19,16 +27,17 @@ class UsageError(Exception):
     """Bad input from the person at the terminal: printed, exit 2."""
 
 
+class Problems(Exception):
+    """A file with problems (configuration, catalogue): one line each on stderr, exit 2."""
+
+    def __init__(self, problems: Sequence[str]):
+        super().__init__(f"{len(problems)} problem(s)")
+        self.problems = list(problems)
+
+
 # -- Step 1: configuration, database, catalogue -----------------------------------------------
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    from kiosk import config
-
-    try:
-        cfg = config.load(args.file)
-    except config.ConfigError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return 2
+    cfg = _checked_config(args.file)
     print(
         f"{Path(args.file).name}: ok (cabinet {cfg.cabinet.id}, {len(cfg.doors)} doors, "
         f"{len(cfg.shelves)} shelves)"
@@ -45,7 +54,7 @@ def _db_path(args: argparse.Namespace) -> Path:
     raise UsageError("give --db PATH (or --config FILE)")
 
 
-def _load_config(path: str):  # -> kiosk.config.Config
+def _load_config(path: str) -> Config:
     from kiosk import config
 
     try:
@@ -54,7 +63,17 @@ def _load_config(path: str):  # -> kiosk.config.Config
         raise UsageError("bad configuration:\n" + "\n".join(e.problems)) from None
 
 
-def _open_existing(args: argparse.Namespace):  # -> sqlite_utils.Database
+def _checked_config(path: str) -> Config:
+    """For the commands whose job is the configuration: its problems alone, one a line."""
+    from kiosk import config
+
+    try:
+        return config.load(path)
+    except config.ConfigError as e:
+        raise Problems(e.problems) from None
+
+
+def _open_existing(args: argparse.Namespace) -> Database:
     from kiosk import db as kdb
 
     path = _db_path(args)
@@ -110,9 +129,7 @@ def _cmd_catalog_import(args: argparse.Namespace) -> int:
         cat = catalog.load_catalog_file(args.file)
         version = catalog.apply_catalog(kdb.open_db(_db_path(args)), cat, source=args.file)
     except catalog.CatalogError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return 2
+        raise Problems(e.problems) from None
     print(f"catalogue version {version} in force: {len(cat.products)} products")
     return 0
 
@@ -161,11 +178,6 @@ def _cmd_ui_shots(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    print(f"kiosk {args.command}: not built yet", file=sys.stderr)
-    return 3
-
-
 # -- Step 7: on a real cabinet -----------------------------------------------------------------
 def _cmd_doctor(args: argparse.Namespace) -> int:
     """Every check on its own line; exit 1 when any failed. Stop kiosk.service first on a
@@ -178,14 +190,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         import drivers
         from kiosk import db as kdb
 
-        open_states_by_url: dict[str, dict[tuple[int, int], str]] = {}
-        for d in cfg.doors:
-            open_states_by_url.setdefault(d.url, {})[(d.board, d.lock)] = d.open_state
+        open_states = _open_states_by_url(cfg)
         shelves = {s.id: s.slave for s in cfg.shelves}
         checks += doctor.check_doors(
             cfg,
             lambda proto, url, baud: drivers.open_lock_board(
-                proto, url, baud, open_states=open_states_by_url.get(url)
+                proto, url, baud, open_states=open_states.get(url)
             ),
         )
         checks += doctor.check_shelves(
@@ -220,15 +230,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from kiosk import config
     from simulators.cabinet import SimulatedCabinet
 
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        return 2
+    cfg = _checked_config(args.config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -285,17 +289,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 # -- Step 4: the controller, its control socket, operators, accounts, sales ---------------------
-def open_devices(cfg, on_health=None):  # -> (locks by door, scale bus, scanner)
+def _open_states_by_url(cfg: Config) -> dict[str, dict[tuple[int, int], str]]:
+    """Each serial line's doors: (board, lock) -> the door's ``open_state``."""
+    by_url: dict[str, dict[tuple[int, int], str]] = {}
+    for d in cfg.doors:
+        by_url.setdefault(d.url, {})[(d.board, d.lock)] = d.open_state
+    return by_url
+
+
+def open_devices(
+    cfg: Config, on_health: Callable[[DeviceHealth], None] | None = None
+) -> tuple[dict[str, LockBoard], ScaleBus, CodeSource]:
     """Drivers for the devices in the configuration (real serial lines or ``kiosk sim``)."""
     import drivers
 
-    by_url: dict = {}
-    locks = {}
+    states = _open_states_by_url(cfg)
+    by_url: dict[str, LockBoard] = {}  # one driver per serial line, shared by its doors
+    locks: dict[str, LockBoard] = {}
     for d in cfg.doors:
         if d.url not in by_url:
-            states = {(x.board, x.lock): x.open_state for x in cfg.doors if x.url == d.url}
             by_url[d.url] = drivers.open_lock_board(
-                d.protocol, d.url, d.baud, on_health, open_states=states
+                d.protocol, d.url, d.baud, on_health, open_states=states[d.url]
             )
         locks[d.id] = by_url[d.url]
     scales = drivers.open_scale_bus(
@@ -309,7 +323,7 @@ def open_devices(cfg, on_health=None):  # -> (locks by door, scale bus, scanner)
     return locks, scales, scanner
 
 
-def payment_port(cfg, key):  # -> kiosk.payments.PaymentPort | None
+def payment_port(cfg: Config, key: bytes | None) -> PaymentPort | None:
     """The HTTP payment port when [central] http is set (sync/ implements it)."""
     if not cfg.central.http or key is None:
         return None
@@ -392,7 +406,7 @@ def _cmd_operators_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_for(args: argparse.Namespace, d) -> bytes:
+def _key_for(args: argparse.Namespace, d: Database) -> bytes:
     from kiosk import db as kdb
     from kiosk import signing
 
@@ -482,15 +496,9 @@ def _cmd_weigh(args: argparse.Namespace) -> int:
 def _cmd_planogram_check(args: argparse.Namespace) -> int:
     import json
 
-    from kiosk import config
     from kiosk.weighing import LaneStock, ShelfPlan, planogram_warnings
 
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return 2
+    cfg = _checked_config(args.config)
     path = Path(args.catalog) if args.catalog else cfg.simulator.catalog
     if path is None:
         raise UsageError("no catalogue: give --catalog FILE or [simulator] catalog in the config")
@@ -527,7 +535,10 @@ def _cmd_planogram_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kiosk", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="kiosk",
+        description="An unattended farm-produce cabinet: controller, sync, simulators, tools.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, handler: Handler, help: str, parent=sub) -> argparse.ArgumentParser:
@@ -676,6 +687,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except UsageError as e:
         print(f"kiosk: {e}", file=sys.stderr)
+        return 2
+    except Problems as e:
+        for line in e.problems:
+            print(line, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -20,6 +20,15 @@ def _need_db(args: argparse.Namespace) -> Path:
     return Path(db)
 
 
+def _existing_db(args: argparse.Namespace, command: str) -> Path:
+    """The centre's file for a command that only reads it: exit 2 when it is not there."""
+    db = _need_db(args)
+    if not db.exists():
+        print(f"kiosk central {command}: {db}: no such file", file=sys.stderr)
+        raise SystemExit(2)
+    return db
+
+
 def serve(args: argparse.Namespace) -> int:
     from kiosk import logs
     from simulators.central import CentralServer
@@ -79,11 +88,7 @@ def send(args: argparse.Namespace) -> int:
 def stats(args: argparse.Namespace) -> int:
     from simulators.central_store import CentralStore
 
-    db = _need_db(args)
-    if not db.exists():
-        print(f"kiosk central stats: {db}: no such file", file=sys.stderr)
-        return 2
-    store = CentralStore(db)
+    store = CentralStore(_existing_db(args, "stats"))
     s = store.stats()
     store.close()
     if args.json:
@@ -97,11 +102,7 @@ def report(args: argparse.Namespace) -> int:
     from kiosk import report as rpt
     from simulators.central_store import CentralStore
 
-    db = _need_db(args)
-    if not db.exists():
-        print(f"kiosk central report: {db}: no such file", file=sys.stderr)
-        return 2
-    store = CentralStore(db)
+    store = CentralStore(_existing_db(args, "report"))
     try:
         catalog = None
         if args.catalog:

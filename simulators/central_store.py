@@ -217,10 +217,15 @@ class CentralStore:
         return json.loads(row[0])["catalog"] if row else None
 
     def add_command(self, cabinet: str, cmd: str, args: dict, ttl_s: float = 600) -> dict:
+        message = self._sign_command(cabinet, cmd, args, ttl_s)
+        self.add_signed_command(cabinet, message)
+        return message
+
+    def _sign_command(self, cabinet: str, cmd: str, args: dict, ttl_s: float) -> dict:
         key = self.keys().get(cabinet)
         if key is None:
             raise KeyError(f"unknown cabinet {cabinet!r}")
-        message = signing.sign_message(
+        return signing.sign_message(
             key,
             {
                 "cmd_id": wire.uuid7(),
@@ -229,8 +234,6 @@ class CentralStore:
                 "expires_at": wire.iso(time.time() + ttl_s),
             },
         )
-        self.add_signed_command(cabinet, message)
-        return message
 
     def scan_to_open(
         self, cabinet: str, nonce: str, account: str, limit_fen: int, ttl_s: float
@@ -240,18 +243,8 @@ class CentralStore:
 
         The centre cannot tell a nonce the cabinet issued from a made-up one; the cabinet
         refuses those (``code_expired``)."""
-        key = self.keys().get(cabinet)
-        if key is None:
-            raise KeyError(f"unknown cabinet {cabinet!r}")
-        message = signing.sign_message(
-            key,
-            {
-                "cmd_id": wire.uuid7(),
-                "cmd": "session_authorized",
-                "args": {"session": nonce, "account": account, "limit_fen": limit_fen},
-                "expires_at": wire.iso(time.time() + ttl_s),
-            },
-        )
+        args = {"session": nonce, "account": account, "limit_fen": limit_fen}
+        message = self._sign_command(cabinet, "session_authorized", args, ttl_s)
         now = wire.now_iso()
         with self._tx() as db:
             cur = db.execute(

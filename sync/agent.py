@@ -34,13 +34,13 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from sqlite_utils import Database
 
 from kiosk import logs, wire
-from kiosk.config import Config
+from kiosk.config import Central, Config
 from sync import apply, store
 from sync.backoff import Backoff
 from sync.http_link import CentralRefused, CentralUnreachable, HttpLink
@@ -51,20 +51,14 @@ log = logging.getLogger("kiosk.sync")
 
 @dataclass(frozen=True)
 class Settings:
+    """The cabinet's ``[central]`` section as configured, plus the agent's own timings (which
+    only tests and ``kiosk sync --tune`` change)."""
+
     cabinet: str
     key: bytes
-    mqtt_url: str = ""
-    http_url: str = ""
-    ca_file: str | None = None
+    central: Central = field(default_factory=Central)
     name: str = ""
     location: str = ""
-    http_fallback_after_s: float = 30.0
-    batch_max_records: int = 500
-    batch_max_bytes: int = 256_000
-    telemetry_interval_s: float = 60.0
-    poll_interval_s: float = 30.0
-    prune_delivered_after_days: float = 30.0
-    storage_low_mb: float = 200.0
     window: int = 8  # batches in flight on MQTT
     ack_timeout_s: float = 15.0
     backoff_base_s: float = 0.5
@@ -73,26 +67,24 @@ class Settings:
     catchup_http_over: int = 0  # backlog above this goes over HTTP; 0: never
     version: str = "0.1.0"
 
+    @property
+    def ca_file(self) -> str | None:
+        return str(self.central.ca_file) if self.central.ca_file else None
+
     @classmethod
     def from_config(cls, cfg: Config, key: bytes, **overrides: object) -> Settings:
-        c = cfg.central
-        base = cls(
-            cabinet=cfg.cabinet.id,
-            key=key,
-            mqtt_url=c.mqtt,
-            http_url=c.http,
-            ca_file=str(c.ca_file) if c.ca_file else None,
-            name=cfg.cabinet.name,
-            location=cfg.cabinet.location,
-            http_fallback_after_s=c.http_fallback_after_s,
-            batch_max_records=c.batch_max_records,
-            batch_max_bytes=c.batch_max_bytes,
-            telemetry_interval_s=c.telemetry_interval_s,
-            poll_interval_s=c.poll_interval_s,
-            prune_delivered_after_days=c.prune_delivered_after_days,
-            storage_low_mb=c.storage_low_mb,
+        """``overrides`` may name a field of this class or of ``[central]``."""
+        central_names = {f.name for f in fields(Central)}
+        central = {k: v for k, v in overrides.items() if k in central_names}
+        own = {k: v for k, v in overrides.items() if k not in central_names}
+        return cls(
+            cfg.cabinet.id,
+            key,
+            replace(cfg.central, **central),  # type: ignore[arg-type]
+            cfg.cabinet.name,
+            cfg.cabinet.location,
+            **own,  # type: ignore[arg-type]
         )
-        return cls(**{**base.__dict__, **overrides})
 
 
 @dataclass
@@ -131,17 +123,17 @@ class Agent:
         self.started = time.monotonic()
         self.counters = Counters()
         self.mqtt: MqttLink | None = None
-        if settings.mqtt_url:
+        if settings.central.mqtt:
             self.mqtt = MqttLink(
-                parse_url(settings.mqtt_url, settings.ca_file),
+                parse_url(settings.central.mqtt, settings.ca_file),
                 settings.cabinet,
                 Backoff(settings.backoff_base_s, settings.backoff_cap_s),
                 settings.version,
             )
         self.http: HttpLink | None = None
-        if settings.http_url:
+        if settings.central.http:
             self.http = HttpLink(
-                settings.http_url,
+                settings.central.http,
                 settings.cabinet,
                 settings.key,
                 settings.http_timeout_s,
@@ -154,8 +146,8 @@ class Agent:
         self.timers = _Timers()
         self.backlog_estimate = 0
         self.storage_low = False
-        self.telemetry_interval_s = settings.telemetry_interval_s
-        self.poll_interval_s = settings.poll_interval_s
+        self.telemetry_interval_s = settings.central.telemetry_interval_s
+        self.poll_interval_s = settings.central.poll_interval_s
         self._apply_config(apply.current_version(self.db, "config"))
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -254,7 +246,8 @@ class Agent:
         if self.s.catchup_http_over and self.backlog_estimate > self.s.catchup_http_over:
             return True
         return (
-            not self.mqtt.connected and now - self.mqtt_down_since >= self.s.http_fallback_after_s
+            not self.mqtt.connected
+            and now - self.mqtt_down_since >= self.s.central.http_fallback_after_s
         )
 
     def _pump(self, now: float) -> None:
@@ -273,7 +266,10 @@ class Agent:
                 break
         while len(self.inflight) < self.s.window:
             records = store.next_records(
-                self.db, self.cursor, self.s.batch_max_records, self.s.batch_max_bytes
+                self.db,
+                self.cursor,
+                self.s.central.batch_max_records,
+                self.s.central.batch_max_bytes,
             )
             if not records:
                 if not self.inflight:
@@ -294,7 +290,9 @@ class Agent:
     def _pump_http(self, now: float) -> None:
         assert self.http is not None
         # One batch per step, so acks, commands and the MQTT link keep being served.
-        records = store.next_records(self.db, 0, self.s.batch_max_records, self.s.batch_max_bytes)
+        records = store.next_records(
+            self.db, 0, self.s.central.batch_max_records, self.s.central.batch_max_bytes
+        )
         if not records:
             self.backlog_estimate = 0
             return
@@ -371,8 +369,10 @@ class Agent:
         if not version:
             return
         c = json.loads(store.get_setting(self.db, apply.CONFIG_JSON) or "{}")
-        self.telemetry_interval_s = c.get("telemetry_interval_s", self.s.telemetry_interval_s)
-        self.poll_interval_s = c.get("poll_interval_s", self.s.poll_interval_s)
+        self.telemetry_interval_s = c.get(
+            "telemetry_interval_s", self.s.central.telemetry_interval_s
+        )
+        self.poll_interval_s = c.get("poll_interval_s", self.s.central.poll_interval_s)
 
     def poll_http(self) -> None:
         """The second path for everything that comes down."""
@@ -428,12 +428,12 @@ class Agent:
         return shutil.disk_usage(self.db_path.parent).free / 1e6
 
     def housekeeping(self) -> None:
-        cutoff = wire.iso(time.time() - self.s.prune_delivered_after_days * 86400)
+        cutoff = wire.iso(time.time() - self.s.central.prune_delivered_after_days * 86400)
         pruned = store.prune_delivered(self.db, cutoff)
         if pruned:
             log.info("pruned %d delivered records", pruned)
         free = self._disk_free_mb()
-        low = free < self.s.storage_low_mb
+        low = free < self.s.central.storage_low_mb
         if low and not self.storage_low:
             store.event(self.db, "storage low", {"free_mb": round(free, 1)}, severity="alarm")
         self.storage_low = low
@@ -457,15 +457,19 @@ class Agent:
 
 
 def parse_tune(items: list[str]) -> dict[str, object]:
-    """``KEY=VALUE`` overrides of ``Settings`` (numbers as numbers)."""
-    fields = Settings.__dataclass_fields__
+    """``KEY=VALUE`` overrides of the agent's settings or of ``[central]``'s."""
+    defaults = {
+        f.name: f.default
+        for dc in (Settings, Central)
+        for f in fields(dc)
+        if isinstance(f.default, int | float | str)
+    }
     out: dict[str, object] = {}
     for item in items:
         k, sep, v = item.partition("=")
-        if not sep or k not in fields or k in ("cabinet", "key"):
+        if not sep or k not in defaults:
             raise ValueError(f"--tune {item!r}: not KEY=VALUE of a sync setting")
-        typ = type(getattr(Settings("x", b""), k))
-        out[k] = typ(v) if typ in (int, float) else v
+        out[k] = type(defaults[k])(v)
     return out
 
 

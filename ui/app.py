@@ -142,7 +142,9 @@ class KioskApp(App):
         # May come from the controller's thread: Clock hands it to the UI thread.
         Clock.schedule_once(lambda _dt: self.show(snap))
 
-    def show(self, snap: Snapshot | None = None) -> None:
+    def show(self, snap: Snapshot | None = None, force: bool = False) -> None:
+        """Route ``snap`` to its screen. Unless ``force`` (the UI's own state changed), a
+        screen already showing what matters to it is not filled again."""
         if snap is not None:
             if snap.seq < self.snap.seq:
                 return  # a late callback: never go back in time
@@ -155,7 +157,12 @@ class KioskApp(App):
             self.nav = replace(self.nav, attract=False)
         old = self.sm.current_screen
         screen = self.sm.get_screen(name)
-        screen.show(self, snap)
+        key = (screen.relevant(snap), self.lang, self.nav, self.landscape)
+        if force or screen is not old or key != screen.shown_key:
+            screen.shown_key = key
+            screen.show(self, snap)
+        else:
+            screen.live(self, snap)
         if self.sm.current != name:
             if old is not None:
                 old.on_leave_screen()
@@ -165,7 +172,7 @@ class KioskApp(App):
             self.recorder.shown(name)
 
     def redraw(self) -> None:
-        self.show(None)
+        self.show(None, force=True)
 
     # -- intents out ---------------------------------------------------------------------------
     def submit(self, intent: intents.Intent) -> intents.Result:
@@ -175,7 +182,7 @@ class KioskApp(App):
             log.exception("intent %s failed", type(intent).name)
             res = intents.Result.refused("bad_request", str(e))
         self.last_result = res
-        self.show(self.controller.snapshot())
+        self.show(self.controller.snapshot(), force=True)
         return res
 
     # -- presentation state ------------------------------------------------------------------

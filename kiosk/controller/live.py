@@ -11,6 +11,7 @@ from typing import Any
 from kiosk import intents as I
 from kiosk.hardware import HardwareError
 from kiosk.snapshot import Reason
+from kiosk.weighing import Basket, Move, SessionWeigher, Verdict
 
 RECEIPT_S = 10.0  # the receipt goes back to idle after this (or a tap)
 CANCELLED_S = 4.0
@@ -47,12 +48,12 @@ class Live:
     catalog_version: int | None = None
     prices: dict[str, int] = field(default_factory=dict)
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
-    weigher: Any = None
+    weigher: SessionWeigher | None = None
     deadline: float | None = None
     open_alarm_at: float | None = None
     alarmed_open: bool = False
     unlocked: bool = False
-    verdict: Any = None
+    verdict: Verdict | None = None
     choice: int | None = None  # the customer's pick when confirming
     review: bool = False
     counts: dict[tuple[str, str], I.LaneCount] = field(default_factory=dict)
@@ -96,7 +97,7 @@ def mean(xs: Sequence[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def close_call(v: Any) -> bool:
+def close_call(v: Verdict) -> bool:
     """A dearer basket likely enough that charging the verdict is a guess: ask the customer.
 
     The weigher calls a verdict sure while the runner-up stays under its own bar (30 %); when
@@ -118,7 +119,7 @@ def close_call(v: Any) -> bool:
     return loss >= ASK_LOSS_REL * lead.charge_fen
 
 
-def cheaper_first(cands: Sequence[Any]) -> list[Any]:
+def cheaper_first(cands: Sequence[Basket]) -> list[Basket]:
     return sorted(cands, key=lambda b: (b.charge_fen, -b.score))
 
 
@@ -126,8 +127,8 @@ class VerdictMemo:
     """A verdict kept in ``sessions.verdict_json`` (for review, and for recovery in confirming)."""
 
     @staticmethod
-    def dumps(v: Any) -> str:
-        def basket(b: Any) -> dict[str, Any]:
+    def dumps(v: Verdict) -> str:
+        def basket(b: Basket) -> dict[str, Any]:
             return {
                 "taken": dict(b.taken),
                 "misplaced": [{"sku": m.sku, "src": m.src, "dst": m.dst} for m in b.misplaced],
@@ -151,9 +152,7 @@ class VerdictMemo:
         )
 
     @staticmethod
-    def loads(text: str) -> Any:
-        from kiosk.weighing.model import Basket, Move, Verdict
-
+    def loads(text: str) -> Verdict:
         d = json.loads(text)
 
         def moves(xs: list[dict[str, str]]) -> tuple[Move, ...]:

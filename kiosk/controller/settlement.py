@@ -19,6 +19,7 @@ from kiosk.controller.live import (
 )
 from kiosk.payments import PaymentOffline
 from kiosk.snapshot import SessionState as St
+from kiosk.weighing import Move
 
 log = logging.getLogger("kiosk.controller")
 
@@ -116,13 +117,7 @@ class Settlement(Base):
                 }
                 journal.outbox(self.db, "sale", body, at)
             changed = self._apply_inventory(live.door, basket_taken, moves, at)
-            if changed:
-                journal.outbox(
-                    self.db,
-                    "inventory",
-                    {"session": live.id, "reason": "sale", "lanes": changed},
-                    at,
-                )
+            self._outbox_inventory(live.id, "sale", changed, at)
             for shelf in foreign:
                 self._alarm("foreign_object", device=shelf, detail={"session": live.id}, tx=False)
             for m in moves:
@@ -172,13 +167,7 @@ class Settlement(Base):
             changed = []
             if live.kind == "restock":
                 changed = self._apply_counts(live, at)
-                if changed:
-                    journal.outbox(
-                        self.db,
-                        "inventory",
-                        {"session": live.id, "reason": "restock", "lanes": changed},
-                        at,
-                    )
+                self._outbox_inventory(live.id, "restock", changed, at)
                 operators.audit(
                     self.db.conn,
                     live.operator,
@@ -223,8 +212,17 @@ class Settlement(Base):
     def _door_lanes(self, door: str) -> list[journal.LaneRow]:
         return [ln for ln in journal.lanes(self.db) if ln.door == door]
 
+    def _outbox_inventory(
+        self, session: str, reason: str, changed: list[dict[str, Any]], at: str
+    ) -> None:
+        """The lanes a sale or restock changed, for the centre (inside the caller's transaction)."""
+        if changed:
+            journal.outbox(
+                self.db, "inventory", {"session": session, "reason": reason, "lanes": changed}, at
+            )
+
     def _apply_inventory(
-        self, door: str, taken: Mapping[str, int], moves: Sequence[Any], at: str
+        self, door: str, taken: Mapping[str, int], moves: Sequence[Move], at: str
     ) -> list[dict[str, Any]]:
         lanes = {(ln.shelf, ln.sku): ln.count for ln in self._door_lanes(door)}
         before = dict(lanes)

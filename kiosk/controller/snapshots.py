@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 from kiosk import auth, journal, restock
 from kiosk import db as kdb
@@ -16,6 +15,7 @@ from kiosk.controller.live import (
 )
 from kiosk.session_table import ACTIVE
 from kiosk.snapshot import SessionState as St
+from kiosk.weighing import Basket
 
 log = logging.getLogger("kiosk.controller")
 
@@ -300,7 +300,7 @@ class Snapshots(Base):
             return None
         return f"{base.rstrip('/')}/s/{self.cfg.cabinet.id}/{nonce}"
 
-    def _basket_view(self, index: int, b: Any, live: Live) -> S.BasketView:
+    def _basket_view(self, index: int, b: Basket, live: Live) -> S.BasketView:
         items = []
         for sku, qty in sorted(dict(b.taken).items()):
             if qty <= 0:

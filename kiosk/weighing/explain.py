@@ -50,6 +50,7 @@ PUTBACK_W = 0.7  # share of unrelated levels that are one item lifted and put ba
 LEVEL_REL = 0.01  # a level seen while open may still be ringing by this much of it
 STEP_RATIO_MAX = 200.0  # one level is never overwhelming evidence
 MAX_LEVELS = 4
+GRAB_W = 0.7  # share of the changes between rests that are one action of one product
 STEP_EVAL = 36  # candidates per shelf whose levels are weighed (the likeliest by weight)
 MAX_ADDS = 1
 KEEP_PER_SHELF = 12
@@ -236,6 +237,60 @@ def step_evidence(
     return total
 
 
+def grab_sizes(obs: ShelfObs) -> list[float]:
+    """The shelf's changes between the stretches it rested in, in time order (from the
+    baseline to the final level); only when it rested between two changes at least."""
+    gap = 20.0 + 4.0 * obs.div
+    pts = [0.0]
+    for _a, _b, lvl in obs.rests:
+        if abs(lvl - pts[-1]) > gap:
+            pts.append(lvl)
+    if abs(obs.delta - pts[-1]) > gap:
+        pts.append(obs.delta)
+    elif len(pts) > 1:
+        pts[-1] = obs.delta
+    out = [b - a for a, b in itertools.pairwise(pts)]
+    return out if len(out) >= 2 else []
+
+
+def grab_evidence(
+    obs: ShelfObs,
+    grabs: Sequence[float],
+    r: tuple[int, ...],
+    lanes: Sequence[LaneStock],
+    add: tuple[str, ...],
+    units: Mapping[str, LaneStock],
+) -> float:
+    """Log likelihood of the changes between rests under this candidate, relative to a
+    candidate that does not predict them: each change is one hand's action, so it is usually
+    whole items of ONE product of the candidate (lifted, or put down); a change of several
+    products at once is two grabs with no rest between (seen less often)."""
+    if not grabs:
+        return 0.0
+    noise = 2.0 * obs.var + 8.0 * obs.div**2
+    acts: list[tuple[float, float]] = []  # (change, variance) of one action
+    for k, ln in zip(r, lanes, strict=False):
+        for j in range(1, k + 1):
+            acts.append((-j * ln.unit_g, j * ln.unit_sd_g**2 + (j * REL_BIAS * ln.unit_g) ** 2))
+    for sku in add:
+        u = units[sku]
+        acts.append((u.unit_g, u.unit_sd_g**2 + (REL_BIAS * u.unit_g) ** 2))
+    if not acts:
+        return 0.0
+    span = max(abs(g) for g in grabs) + 100.0
+    backs = [(ln.unit_g, ln.unit_sd_g**2 + noise) for ln in lanes if ln.count > 0 and ln.unit_g > 0]
+    total = 0.0
+    for g in grabs:
+        lvl_var = (LEVEL_REL * g) ** 2
+        dens = sum(_gauss(g - mu, v + noise + lvl_var) for mu, v in acts) / len(acts)
+        bg = (1.0 - PUTBACK_W) / span
+        if backs:
+            # a lift of an item later put back, or the put-back itself
+            bg += PUTBACK_W * sum(_gauss(abs(g) - mu, v + lvl_var) for mu, v in backs) / len(backs)
+        total += math.log(1.0 - GRAB_W + GRAB_W * min(dens / bg, STEP_RATIO_MAX))
+    return total
+
+
 def _gauss(x: float, var: float) -> float:
     return math.exp(-0.5 * x * x / var) / math.sqrt(2.0 * math.pi * var)
 
@@ -260,6 +315,7 @@ def shelf_candidates(
     # Items put down are considered even when the net change is small if the shelf was busy
     # while open: a take and a put-down can nearly cancel, and "untouched" may overcharge.
     mids = mid_levels(obs)
+    grabs = grab_sizes(obs)
     if MAX_ADDS and (abs(obs.delta) > 4.0 * sd0 + 10.0 or mids):
         adds += [(s,) for s in units if units[s].unit_g > 0 and (moved is None or s in moved)]
     for add in adds:
@@ -293,6 +349,7 @@ def shelf_candidates(
     for score, r, add, resid, var in raw[:STEP_EVAL]:
         if sum(r) + len(add) >= 2:
             score += step_evidence(obs, mids, r, lanes, add, units)
+            score += grab_evidence(obs, grabs, r, lanes, add, units)
         removed = tuple((ln.sku, k) for k, ln in zip(r, lanes, strict=False) if k)
         out.append(Cand(removed, add, False, score, resid / math.sqrt(var), resid, var))
     # A foreign object: a rise no product explains, on a shelf otherwise left alone.
@@ -410,9 +467,7 @@ def best_joints(
         pops += 1
         if -neg < best - KEEP_WITHIN:
             break
-        j = _resolve(
-            shelf_ids, [lst[i] for lst, i in zip(lists, idx, strict=False)], units, order
-        )
+        j = _resolve(shelf_ids, [lst[i] for lst, i in zip(lists, idx, strict=False)], units, order)
         if j is not None:
             out.append(j)
             best = max(best, j.score)

@@ -115,6 +115,8 @@ class SessionWeigher:
         assert self.t_open is not None
         t_close = self.t_close if self.t_close is not None else now
         tune = self.tune
+        if not force and self._waiting(t_close, now):
+            return None
         faults: dict[str, str] = {}
         states: dict[str, tuple[Baseline, ShelfState]] = {}
         moving = False
@@ -155,6 +157,19 @@ class SessionWeigher:
             self._next_explain = now + 0.25  # better evidence accrues slowly: look again soon
             return None
         return self._verdict_of(ex, faults, uncertain, now)
+
+    def _waiting(self, t_close: float, now: float) -> bool:
+        """A cheap first look: some healthy shelf is still moving, so no verdict yet. Every
+        shelf is looked at (its flat stretch must be continuous); levels and faults of the
+        still ones are only worked out once nothing moves."""
+        waiting = False
+        for sid, tr in self.tracks.items():
+            base = self._baseline(sid)
+            if base is None or tr.still(t_close, now, base.sigma, self.tune.window_s):
+                continue
+            if not waiting and tr.fault(t_close, now, base.sigma, base.quiet) is None:
+                waiting = True
+        return waiting
 
     def _plateaus(self, sid: str, base: Baseline) -> tuple[float, ...]:
         """Where the shelf rested while the door was open, relative to the baseline (cached)."""

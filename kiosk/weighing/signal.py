@@ -105,6 +105,7 @@ class ShelfTrack:
         self.ts: list[float] = []
         self.gs: list[float | None] = []
         self._since: float | None = None  # start of the current flat stretch
+        self._per: tuple[int, float] = (0, 0.1)  # (readings seen, sampling period)
 
     def feed(self, t: float, grams: float | None) -> None:
         if self.ts and t < self.ts[-1]:
@@ -117,8 +118,10 @@ class ShelfTrack:
         n = len(self.ts)
         if n < 2:
             return 0.1
-        k = min(n - 1, 50)
-        return max((self.ts[-1] - self.ts[-1 - k]) / k, 1e-3)
+        if self._per[0] != n:  # asked many times per reading: once is enough
+            k = min(n - 1, 50)
+            self._per = (n, max((self.ts[-1] - self.ts[-1 - k]) / k, 1e-3))
+        return self._per[1]
 
     def valid(self, t1: float, t2: float) -> tuple[list[float], list[float]]:
         i, j = bisect_left(self.ts, t1), bisect_left(self.ts, t2)
@@ -209,8 +212,11 @@ class ShelfTrack:
             return Status.STUCK
         return None
 
-    def assess(self, t_close: float, now: float, sigma: float, window_s: float) -> ShelfState:
-        """Is the shelf still after the close, and at what level?"""
+    def _flat(
+        self, t_close: float, now: float, sigma: float, window_s: float
+    ) -> tuple[bool, list[float], float]:
+        """Whether the last window is flat (its median-filtered readings and slope); keeps
+        track of where the flat stretch began."""
         per = self.period()
         w = max(window_s, 4.0 * per)
         ts, raw = self.valid(max(t_close, now - w - 2.0 * per), now + 1e-9)
@@ -219,8 +225,7 @@ class ShelfTrack:
         wt, wx = ts[k:], xs[k:]
         need = max(4, int(0.6 * w / per))
         if len(wx) < need:
-            lvl = median(raw) if raw else math.nan
-            return ShelfState(Status.MOVING, lvl, math.inf, now, len(wx))
+            return False, raw, math.inf
         b, rms, se = line_fit(wt, wx)
         span = wt[-1] - wt[0]
         # Median-of-3 leaves ~0.67 of the noise; allow for quantisation and a few outliers.
@@ -228,11 +233,25 @@ class ShelfTrack:
         flat_slope = abs(b) * span <= max(2.0 * sigma, 3.0 * se * sigma * span)
         if not (flat_rms and flat_slope):
             self._since = None
-            lvl = median(wx)
-            spread = max(wx) - min(wx)
-            return ShelfState(Status.MOVING, lvl, spread**2 + (b * 1.0) ** 2, now, len(wx))
+            return False, wx, b
         if self._since is None or self._since > wt[0]:
             self._since = wt[0]
+        return True, wx, b
+
+    def still(self, t_close: float, now: float, sigma: float, window_s: float) -> bool:
+        """Is the shelf still after the close? (``assess`` without the level: cheaper.)"""
+        return self._flat(t_close, now, sigma, window_s)[0]
+
+    def assess(self, t_close: float, now: float, sigma: float, window_s: float) -> ShelfState:
+        """Is the shelf still after the close, and at what level?"""
+        flat, wx, b = self._flat(t_close, now, sigma, window_s)
+        if not flat:
+            if math.isinf(b):  # too few readings in the window
+                lvl = median(wx) if wx else math.nan
+                return ShelfState(Status.MOVING, lvl, math.inf, now, len(wx))
+            spread = max(wx) - min(wx)
+            return ShelfState(Status.MOVING, median(wx), spread**2 + b * b, now, len(wx))
+        assert self._since is not None
         _, sx = self.valid(max(self._since, now - LEVEL_SPAN_S), now + 1e-9)
         lvl = robust_mean(sx, self.div)
         var = sigma**2 / len(sx) + (b * 0.5) ** 2

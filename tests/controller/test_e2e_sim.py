@@ -305,20 +305,11 @@ def test_uncertain_basket_confirmed_through_kiosk_ctl(cab, tmp_path: Path):
         totals = [b.total_fen for b in snap.candidates]
         assert totals == sorted(totals) and len(totals) >= 2
 
-        def ctl(*words):
-            out = subprocess.run(
-                [sys.executable, "-m", "kiosk", "ctl", "--control", str(sock), *words],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            return json.loads(out.stdout)
-
-        state = ctl("state")
+        state = ctl_cmd(sock, "state")
         assert (
             state["snapshot"]["state"] == "confirming" and len(state["snapshot"]["candidates"]) >= 2
         )
-        reply = ctl("confirm", "1")
+        reply = ctl_cmd(sock, "confirm", "1")
         assert reply["ok"], reply
         c.wait(lambda s: s.state not in ("confirming",), what="after confirm")
         sessions = c.rows("SELECT outcome, finished_at IS NOT NULL FROM sessions")

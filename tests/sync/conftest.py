@@ -7,7 +7,6 @@ import getpass
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,29 +20,13 @@ from kiosk import db as kdb
 from kiosk import wire
 from simulators.central import CentralServer
 from simulators.central_store import CentralStore
+from tests.conftest import free_port, wait_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 KEY = bytes(range(32))
 CABINET = "QH-0001"
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 30, what: str = "") -> None:

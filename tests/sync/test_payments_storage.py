@@ -13,6 +13,7 @@ import pytest
 
 from kiosk import db as kdb
 from kiosk import wire
+from kiosk.config import Central
 from kiosk.payments import PaymentOffline
 from simulators.central import CentralServer
 from sync import store
@@ -69,9 +70,8 @@ def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_pa
     s = Settings(
         CABINET,
         KEY,
-        http_url=f"http://127.0.0.1:{http_port}",
+        Central(http=f"http://127.0.0.1:{http_port}", poll_interval_s=0.2),
         http_timeout_s=1,
-        poll_interval_s=0.2,
         backoff_base_s=0.05,
     )
     stop = threading.Event()
@@ -130,7 +130,7 @@ def test_pruning_keeps_undelivered_and_low_storage_raises_an_event(tmp_path, cab
             "WHERE seq <= 6"
         )
     db.conn.close()
-    s = Settings(CABINET, KEY, prune_delivered_after_days=30, storage_low_mb=1e12)
+    s = Settings(CABINET, KEY, Central(prune_delivered_after_days=30, storage_low_mb=1e12))
     agent = Agent(s, cabinet_db)
     try:
         agent.housekeeping()

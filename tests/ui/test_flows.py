@@ -63,9 +63,11 @@ class Flow(GraphicUnitTest):
         self.render(self.app.attach())
         # Every shelf weighed once: until then the controller would pick another door.
         self.until(
-            lambda: self.screen == "idle"
-            and self.app.snap.products
-            and all(s.grams is not None for s in self.app.snap.shelves),
+            lambda: (
+                self.screen == "idle"
+                and self.app.snap.products
+                and all(s.grams is not None for s in self.app.snap.shelves)
+            ),
             "the idle wall, every shelf read",
         )
         self.frames(5)  # layouts settle before anything is tapped
@@ -88,6 +90,11 @@ class Flow(GraphicUnitTest):
         self.until(lambda: self.screen == name, f"screen {name}", timeout)
         self.frames()
 
+    def pull(self, door: str = "D1") -> None:
+        """The customer pulls the door as soon as its lock lets go (the latch closes again)."""
+        self.until(lambda: self.ctl.snapshot().state == "open", "the door unlatched")
+        assert self.hw.pull(door)
+
     # -- the screen --
     @property
     def screen(self) -> str:
@@ -105,9 +112,9 @@ class Flow(GraphicUnitTest):
 
         out = []
         for w in self.app.sm.current_screen.walk():
-            if isinstance(w, KButton) and w.text == text:
-                out.append(w)
-            elif isinstance(w, TapPanel) and any(getattr(c, "text", "") == text for c in w.children):
+            if (isinstance(w, KButton) and w.text == text) or (isinstance(w, TapPanel) and any(
+                getattr(c, "text", "") == text for c in w.children
+            )):
                 out.append(w)
         return out
 
@@ -140,9 +147,10 @@ class TestCustomer(Flow):
         self.start()
         assert "蜂蜜" in self.texts() and "扶贫产品" in self.texts()
         self.hw.scan(STAFF)  # a staff card on the reader
-        self.until_screen("door-open")  # unlatched: the authorise screen has come and gone
-        assert "D1 号门已打开" in self.texts() and "请取走您需要的商品" in self.texts()
-        self.hw.pull("D1")
+        self.pull()
+        self.until_screen("door-open")
+        door = self.ctl.snapshot().session.door
+        assert f"{door} 号门已打开" in self.texts() and "请取走您需要的商品" in self.texts()
         self.hw.take("D1-S2", "hs-honey-500g")
         self.hw.push("D1")
         self.until_screen("receipt")
@@ -152,7 +160,9 @@ class TestCustomer(Flow):
         self.until_screen("idle")
         assert self.rows("SELECT total_fen FROM sales") == [(6800,)]
         # The wall shows the new stock: one honey fewer, on the card that was there before.
-        honey = next(d for d in self.app.sm.current_screen.ids.wall.data if d["sku"] == "hs-honey-500g")
+        honey = next(
+            d for d in self.app.sm.current_screen.ids.wall.data if d["sku"] == "hs-honey-500g"
+        )
         assert honey["stock"] == "有货 5"
 
     def test_refusal_says_why_and_goes_back(self):
@@ -189,8 +199,8 @@ class TestUncertain(Flow):
     def test_uncertain_purchase_confirmed_on_screen(self):
         self.start()
         self.hw.scan(STAFF)
+        self.pull()
         self.until_screen("door-open")
-        self.hw.pull("D1")
         self.hw.take("D1-S3", "hs-radish-400g")
         self.hw.take("D1-S3", "zr-pepper-powder")
         self.hw.push("D1")
@@ -246,8 +256,7 @@ class TestOperator(Flow):
         self.tap(self.find("补货"))
         assert self.screen == "restock"
         self.tap(self.find("D1 号门"))
-        self.until(lambda: self.ctl.snapshot().state == "open", "the door unlatched")
-        self.hw.pull("D1")
+        self.pull()
         self.hw.stock("D1-S2", "hs-honey-500g", 8)  # two more jars than the 6 on record
         self.until(lambda: "D1-S2 · 应有 6 · 称重 8" in self.texts(), "the weighed count")
         self.tap(self.find("全部确认并关门"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kivy.uix.screenmanager import Screen
@@ -15,8 +16,18 @@ if TYPE_CHECKING:
 
 
 class KioskScreen(Screen):
+    shown_key: object = None  # what the screen was last filled from (``app.show`` compares)
+
     def show(self, app: KioskApp, snap: Snapshot) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def relevant(self, snap: Snapshot) -> object:
+        """The part of a snapshot this screen shows. The controller sends one per shelf
+        reading; a screen rebuilt that often would drop the taps landing on it."""
+        return replace(snap, seq=0, shelves=())
+
+    def live(self, app: KioskApp, snap: Snapshot) -> None:
+        """A snapshot that changed nothing ``relevant``: update readings in place (if any)."""
 
     def on_leave_screen(self) -> None:
         """Called when another screen replaces this one (stop timers)."""

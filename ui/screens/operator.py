@@ -18,7 +18,7 @@ from ui import viewmodels as vm
 from ui.i18n import reason
 from ui.screens.base import KioskScreen, button, header, row, text
 from ui.screens.customer import text_width
-from ui.widgets import KButton, Pill, TapPanel
+from ui.widgets import KButton, Pill, TapPanel, Text
 
 if TYPE_CHECKING:
     from ui.app import KioskApp
@@ -391,6 +391,8 @@ class CalibrateScreen(_OpScreen):
         self.step = "empty"
         self.grams = ""
         self.result = ""
+        self._big: Text | None = None
+        self._state: Text | None = None
 
     def show(self, app: KioskApp, snap: Snapshot) -> None:
         if self.shelf is None:
@@ -407,10 +409,11 @@ class CalibrateScreen(_OpScreen):
         big, state = vm.shelf_reading(sv.grams if sv else None, bool(sv and sv.stable), app.lang)
         steps = {"empty": "cal_step_empty", "known": "cal_step_known", "done": "cal_done"}
         body.add_widget(text(app.t(steps[self.step]), bold=True))
-        body.add_widget(text(big, "huge", halign="center"))
-        body.add_widget(
-            text(state, halign="center", color=theme.OK if sv and sv.stable else theme.WARN)
-        )
+        self._big = text(big, "huge", halign="center")
+        self._state = text(state, halign="center")
+        self.live(app, snap)
+        body.add_widget(self._big)
+        body.add_widget(self._state)
         if self.step == "known":
             body.add_widget(
                 text(f"{self.grams or '0'} g", "title", halign="center", color=theme.ACCENT)
@@ -429,6 +432,15 @@ class CalibrateScreen(_OpScreen):
         else:
             body.add_widget(text(self.result, halign="center", bold=True))
             actions.add_widget(button(app.t("done"), self.finish, "ok"))
+
+    def live(self, app: KioskApp, snap: Snapshot) -> None:
+        """The shelf's reading, 20 times a second: two labels, not the page."""
+        if self.shelf is None or self._big is None:
+            return
+        sv = next((s for s in snap.shelves if s.id == self.shelf), None)
+        big, state = vm.shelf_reading(sv.grams if sv else None, bool(sv and sv.stable), app.lang)
+        self._big.text, self._state.text = big, state
+        self._state.color = theme.OK if sv and sv.stable else theme.WARN
 
     def start(self, shelf: str) -> None:
         self.shelf, self.step, self.grams, self.result = shelf, "empty", "", ""
