@@ -345,7 +345,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kiosk import db as kdb
 
     kdb.open_db(db_path).close()  # schema up to date before anything opens a door
-    locks, scales, scanner = open_devices(cfg)
+    from kiosk.controller.device_health import HealthRelay
+
+    health = HealthRelay()  # device health for telemetry, held until the controller starts
+    locks, scales, scanner = open_devices(cfg, health)
     payments = payment_port(cfg, run.cabinet_key(cfg, db_path))
     ui_hook = None
     if not args.headless:  # the touchscreen (Step 6): its own main loop on this controller
@@ -361,7 +364,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             shots_dir=Path(args.shots) if args.shots else None,
         )
     control = Path(args.control) if args.control else None
-    return run.serve(cfg, db_path, locks, scales, scanner, payments, control, ui_hook)
+    return run.serve(
+        cfg, db_path, locks, scales, scanner, payments, control, ui_hook, health=health
+    )
 
 
 def _window_size(text: str) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from kiosk import db as kdb
 from kiosk import logs, notify, signing
 from kiosk.config import Config
 from kiosk.controller import Controller
+from kiosk.controller.device_health import HealthRelay
 from kiosk.hardware import CodeSource, LockBoard, ScaleBus
 from kiosk.payments import PaymentPort
 from kiosk.snapshot import Snapshot
@@ -93,6 +94,7 @@ def serve(
     payments: PaymentPort | None,
     control: Path | None,
     ui_hook: Callable[..., int] | None = None,
+    health: HealthRelay | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or a reboot command); 0 after a clean stop.
 
@@ -123,6 +125,8 @@ def serve(
         key=cabinet_key(cfg, db_path),
         on_reboot=stop.set,
     )
+    if health is not None:  # the drivers' reports, held since the devices were opened
+        health.attach(ctl.on_health)
     ctl.subscribe(SnapshotLog())
     ctl.subscribe(lambda _snap: hang.check())  # on the worker thread: the loop that works
     published = threading.Event()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from kiosk import logs, wire
+from kiosk import clock, logs, wire
 from kiosk.config import Central, Config
 from sync import apply, store
 from sync.backoff import Backoff
@@ -47,6 +48,9 @@ from sync.http_link import CentralRefused, CentralUnreachable, HttpLink
 from sync.mqtt_link import MqttLink, parse_url
 
 log = logging.getLogger("kiosk.sync")
+
+LAST_CONTACT = "last_contact"  # settings key: when the centre last answered (the sync screen)
+CONTACT_EVERY_S = 5.0  # at most one write of it this often, however fast acks arrive
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class Agent:
         self.timers = _Timers()
         self.backlog_estimate = 0
         self.storage_low = False
+        self.contact_noted = float("-inf")  # monotonic time of the last ``last_contact`` write
         self.telemetry_interval_s = settings.central.telemetry_interval_s
         self.poll_interval_s = settings.central.poll_interval_s
         self._apply_config(apply.current_version(self.db, "config"))
@@ -309,7 +314,7 @@ class Agent:
             self._note(f"http batch refused: {e}")
             ack = wire.Ack(
                 bid, (), tuple(wire.Rejected(r.id, f"batch refused: {e.error}") for r in records)
-            )
+            )  # a refusal is an answer too: _on_acks notes the contact
         self.http_backoff.reset()
         self.counters.via_http += 1
         self._on_acks([ack])
@@ -326,6 +331,19 @@ class Agent:
                 stored=len(ack.stored),
                 rejected=len(ack.rejected),
             )
+        self.heard_from_centre()
+
+    def heard_from_centre(self) -> None:
+        """Note ``last_contact`` for the operator's sync screen, at most every few seconds."""
+        now = time.monotonic()
+        if now - self.contact_noted < CONTACT_EVERY_S:
+            return
+        self.contact_noted = now
+        try:
+            with store.tx(self.db):
+                store.put_setting(self.db, LAST_CONTACT, clock.now_iso())
+        except (store.StorageFull, sqlite3.Error) as e:
+            self._note(f"last contact not saved: {e}")
 
     # -- inbound -------------------------------------------------------------------------------
     def _on_message(self, topic_name: str, payload: bytes) -> None:
@@ -341,6 +359,7 @@ class Agent:
             if payload:  # an empty retained message clears the topic: nothing to apply
                 self._down(leaf.split("/")[1], payload)
         elif leaf == "down/cmd":
+            self.heard_from_centre()  # commands are sent by the centre now, never retained
             self._command(payload)
 
     def _down(self, kind: str, message: object) -> None:
@@ -382,7 +401,9 @@ class Agent:
             if message is not None:
                 self._down(kind, message)
         after = store.get_setting(self.db, apply.LAST_CMD)
-        for cmd in self.http.get_commands(after):
+        commands = self.http.get_commands(after)
+        self.heard_from_centre()
+        for cmd in commands:
             self._command(cmd)
 
     # -- timers ---------------------------------------------------------------------------------
@@ -398,7 +419,10 @@ class Agent:
             t.poll = now + self.poll_interval_s
             try:
                 self.poll_http()
-            except (CentralUnreachable, CentralRefused) as e:
+            except CentralRefused as e:
+                self.heard_from_centre()
+                self._note(f"http poll: {e}")
+            except CentralUnreachable as e:
                 self._note(f"http poll: {e}")
         if self.http and now >= t.captures:
             t.captures = now + min(self.poll_interval_s, 5.0)
@@ -449,9 +473,11 @@ class Agent:
                 store.capture_tried(self.db, auth_id, False, str(e))
                 return  # the centre is away: try the rest next time
             except CentralRefused as e:
+                self.heard_from_centre()
                 store.capture_tried(self.db, auth_id, True, str(e))
                 store.event(self.db, "capture refused", {"auth_id": auth_id, "why": e.error})
                 continue
+            self.heard_from_centre()
             ok = isinstance(answer, dict) and answer.get("ok") is True
             store.capture_tried(self.db, auth_id, True, None if ok else json.dumps(answer))
 

@@ -33,6 +33,7 @@ from kiosk import intents as I
 from kiosk import snapshot as S
 from kiosk.config import Config
 from kiosk.controller.authorising import Authorising
+from kiosk.controller.device_health import DeviceHealthLog, HealthChange
 from kiosk.controller.door_session import DoorSession
 from kiosk.controller.inbound import Inbound
 from kiosk.controller.live import (
@@ -77,6 +78,7 @@ class Controller(
     Inbound,
     OperatorWork,
     Snapshots,
+    DeviceHealthLog,
 ):
     def __init__(
         self,
@@ -149,6 +151,7 @@ class Controller(
         self._products: dict[str, journal.ProductInfo] = {}
         self.scan_codes = None
         self._held: deque[Any] = deque()  # items set aside while an intent waited for readings
+        self._devices: dict[str, dict[str, Any]] | None = None  # loaded on the first report
 
     # == public API ================================================================================
     def start(self, wait_s: float = 15.0) -> None:
@@ -241,6 +244,8 @@ class Controller(
             self._on_unlocked(item)
         elif isinstance(item, doors.LineHealth):
             self._on_line_health(item)
+        elif isinstance(item, HealthChange):
+            self._on_device_health(item)
         elif isinstance(item, Code):
             self._on_code(item.text, None)
         elif isinstance(item, AuthAnswer):

@@ -2,9 +2,11 @@
 
 Per shelf, candidate explanations are whole-item removals per lane (bounded by stock, one more
 allowed at a penalty: counts are sometimes off), items put down from another shelf (moves), or a
-foreign object (an unexplained rise). The levels a shelf rested at while the door was open
-(the states between grabs) weigh in too. Shelves are then combined best-first, keeping only
-combinations where every item put down was lifted from some other shelf. The posterior over the
+foreign object (an unexplained rise). How the shelf got there weighs in too: the levels it
+rested at while the door was open (the states between grabs, expected where the final change
+puts them) and the size of each change between them (one hand's action: whole items of one
+product). Shelves are then combined best-first, keeping only combinations where every item put
+down was lifted from some other shelf, before it was put down. The posterior over the
 combinations gives the confidence; cheaper alternatives that are not negligible make the verdict
 uncertain, so the customer is never silently charged the dearer reading.
 """

@@ -19,7 +19,8 @@ FAST = {"settle_timeout_s = 8": "settle_timeout_s = 3"}
 # D1-S3 holding products whose sums collide: 2 candies (2 x 265 g, ¥36) weigh what a radish
 # and a pepper (412 g + 118 g, ¥41) weigh. The card opens D1, so this shelf is behind it.
 COLLIDING = {
-    'lanes = [{sku = "hs-tea-100g", count = 8}, {sku = "zr-chili-sauce", count = 6, low_stock = 2}]': (
+    'lanes = [{sku = "hs-tea-100g", count = 8},'
+    ' {sku = "zr-chili-sauce", count = 6, low_stock = 2}]': (
         'lanes = [{sku = "bo-coco-candy", count = 8}, {sku = "hs-radish-400g", count = 6},'
         ' {sku = "zr-pepper-powder", count = 8}]'
     ),
@@ -92,8 +93,9 @@ class Flow(GraphicUnitTest):
 
     def pull(self, door: str = "D1") -> None:
         """The customer pulls the door as soon as its lock lets go (the latch closes again)."""
-        self.until(lambda: self.ctl.snapshot().state == "open", "the door unlatched")
-        assert self.hw.pull(door)
+        self.until(
+            lambda: self.ctl.snapshot().state == "open" and self.hw.pull(door), "the door pulled"
+        )
 
     # -- the screen --
     @property
@@ -112,9 +114,9 @@ class Flow(GraphicUnitTest):
 
         out = []
         for w in self.app.sm.current_screen.walk():
-            if (isinstance(w, KButton) and w.text == text) or (isinstance(w, TapPanel) and any(
-                getattr(c, "text", "") == text for c in w.children
-            )):
+            if (isinstance(w, KButton) and w.text == text) or (
+                isinstance(w, TapPanel) and any(getattr(c, "text", "") == text for c in w.children)
+            ):
                 out.append(w)
         return out
 
