@@ -9,12 +9,26 @@ from pathlib import Path
 
 import requests
 
+from kiosk import db as kdb
+from kiosk import wire
+from sync.agent import CONTACT_EVERY_S, Agent, Settings
 from tests.sync.conftest import (
+    CABINET,
+    KEY,
     add_sales,
     assert_all_delivered_once,
     cabinet_counts,
     wait_for,
 )
+
+
+def last_contact(path: Path) -> str | None:
+    db = kdb.connect(path)
+    try:
+        row = db.execute("SELECT value FROM settings WHERE key = 'last_contact'").fetchone()
+    finally:
+        db.conn.close()
+    return row[0] if row else None
 
 
 def delivered(path: Path) -> int:
@@ -35,9 +49,11 @@ def test_sales_stream_over_mqtt_and_are_acknowledged(
 
 def test_http_only_cabinet_delivers_with_idempotency(tmp_path, central, sync_proc, cabinet_db):
     add_sales(cabinet_db, 120)
+    assert last_contact(cabinet_db) is None
     sync_proc(http=central.http_url, batch_max_records=40)
     wait_for(lambda: central.store.stats().sales == 120, 30, "http delivery")
     wait_for(lambda: cabinet_counts(cabinet_db).get("pending", 0) == 0, 30, "drain")
+    assert abs(time.time() - wire.parse_time(last_contact(cabinet_db))) < 30
     assert_all_delivered_once(cabinet_db, tmp_path / "central.db")
 
 
@@ -141,8 +157,6 @@ def test_http_fallback_when_mqtt_is_down_and_500s_are_retried(
 def test_rejected_records_become_dead_letters_with_an_event(
     tmp_path, central, broker, sync_proc, cabinet_db
 ):
-    from kiosk import db as kdb
-
     add_sales(cabinet_db, 5)
     db = kdb.connect(cabinet_db)
     with kdb.transaction(db):
@@ -177,3 +191,21 @@ def test_centre_leaving_the_broker_and_answering_twice(
         == 400
     )
     assert_all_delivered_once(cabinet_db, tmp_path / "central.db")
+
+
+def test_last_contact_is_noted_at_most_every_few_seconds(cabinet_db):
+    """A stream of acks does not become a stream of writes: one per CONTACT_EVERY_S."""
+    agent = Agent(Settings(CABINET, KEY), cabinet_db)  # no links: acks are handed in
+    try:
+        agent._on_acks([wire.Ack(wire.uuid7(), (), ())])
+        first = last_contact(cabinet_db)
+        assert first is not None
+        for _ in range(50):
+            time.sleep(0.002)
+            agent._on_acks([wire.Ack(wire.uuid7(), (), ())])
+        assert last_contact(cabinet_db) == first
+        agent.contact_noted -= CONTACT_EVERY_S  # as if those seconds had passed
+        agent._on_acks([wire.Ack(wire.uuid7(), (), ())])
+        assert last_contact(cabinet_db) > first
+    finally:
+        agent.close()

@@ -43,6 +43,18 @@ def query(path: Path, sql: str, *args) -> list[tuple]:
         db.conn.close()
 
 
+def set_setting(path: Path, key: str, value: str) -> None:
+    db = kdb.connect(path)
+    with kdb.transaction(db):
+        kdb.set_setting(db, key, value)
+    db.conn.close()
+
+
+def last_contact(path: Path) -> str | None:
+    rows = query(path, "SELECT value FROM settings WHERE key = 'last_contact'")
+    return rows[0][0] if rows else None
+
+
 def events(path: Path, kind: str = "inbound rejected") -> list[dict]:
     rows = query(path, "SELECT detail_json FROM events WHERE kind = ? ORDER BY at", kind)
     return [json.loads(r[0]) for r in rows]
@@ -161,8 +173,16 @@ def test_controller_commands_wait_in_inbound_and_agent_commands_apply(
     tmp_path, central, broker, sync_proc, cabinet_db
 ):
     with_catalog(cabinet_db)
+    scanner_down = {"ok": False, "why": "no answer", "since": "2026-11-28T09:00:00.000Z"}
+    set_setting(cabinet_db, "device_health", json.dumps({"scanner": scanner_down}))
     sync_proc(mqtt=broker.url)
     wait_online(central)
+    # The controller writes device health as it changes; telemetry carries what is there now.
+    assert central.store.records(CABINET, "telemetry")[0]["body"]["devices"] == {
+        "scanner": scanner_down
+    }
+    scanner_up = {"ok": True, "why": "", "since": "2026-11-28T09:05:00.000Z"}
+    set_setting(cabinet_db, "device_health", json.dumps({"scanner": scanner_up}))
     door = central.store.add_command(CABINET, "open_door", {"door": "D1", "reason": "补货"})
     block = central.store.add_command(CABINET, "block_card", {"account": ACCOUNT})
     report = central.store.add_command(CABINET, "report_now", {})
@@ -174,6 +194,12 @@ def test_controller_commands_wait_in_inbound_and_agent_commands_apply(
     ]
     # report_now sends telemetry at once (the first one went at start).
     wait_for(lambda: len(central.store.records(CABINET, "telemetry")) >= 2, 20, "telemetry")
+    latest = central.store.records(CABINET, "telemetry")[-1]["body"]
+    assert latest["devices"] == {"scanner": scanner_up}
+    # Acks and commands over MQTT are the centre's voice: the sync screen's last contact.
+    wait_for(lambda: last_contact(cabinet_db) is not None, 10, "last contact")
+    heard = wire.parse_time(last_contact(cabinet_db))
+    assert abs(time.time() - heard) < 30
 
 
 def test_a_price_change_during_an_open_session_keeps_the_sale_price(

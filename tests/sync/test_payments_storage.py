@@ -78,10 +78,12 @@ def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_pa
     agent = Agent(s, cabinet_db)
     deadline = time.monotonic() + 20
     revived: list[CentralServer] = []
+    silent: list[str | None] = []  # last_contact while the centre was away
 
     def tick() -> None:
         tries = agent.db.execute("SELECT tries FROM captures").fetchone()[0]
         if tries >= 2 and not revived:  # tried and failed twice: now the centre comes back
+            silent.append(store.get_setting(agent.db, "last_contact"))
             revived.append(
                 CentralServer(
                     tmp_path / "central.db", {CABINET: KEY}, ("127.0.0.1", http_port)
@@ -101,6 +103,9 @@ def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_pa
             c.stop()
     rows = kdb.connect(cabinet_db).execute("SELECT state, tries FROM captures").fetchall()
     assert rows[0][0] == "done" and rows[0][1] >= 3
+    assert silent == [None]  # unreachable is not contact; the capture's answer is
+    heard = store.get_setting(kdb.connect(cabinet_db), "last_contact")
+    assert abs(time.time() - wire.parse_time(heard)) < 30
 
 
 def test_disk_full_refuses_the_sale_loudly_and_loses_nothing(
