@@ -51,7 +51,7 @@ def child(mode: str) -> None:
     snap = fixtures.base(copies=12)
     snap = replace(snap, products=snap.products[:200])
     ctl = FixtureController(snap)
-    app = KioskApp(ctl, animate=False, central=fixtures.CENTRAL)
+    app = KioskApp(ctl, animate=False)
     Window.add_widget(app.attach())
     EventLoop.ensure_window()
     EventLoop.idle()

@@ -280,6 +280,7 @@ class Snapshot:
     planogram_warnings: tuple[str, ...] = ()  # every shelf's warnings (zh), "{shelf}: ..."
     scan_url: str | None = None  # the scan-to-open QR while the idle screen shows (single-use)
     planogram: tuple[PlanogramShelf, ...] = ()  # per shelf (config order)
+    operator_pending: str | None = None  # an operator card was read: its name, waiting for a PIN
 
 
 def as_dict(value: Any) -> Any:

@@ -7,7 +7,6 @@ category chosen on the wall, digits typed on the PIN pad, timers that return to 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -82,26 +81,20 @@ class KioskApp(App):
         self,
         controller: Controller,
         *,
-        central: str = "",
         photos: Path | None = None,
-        households: dict[str, int] | None = None,
         timezone: str = "Asia/Shanghai",
         animate: bool = True,
         attract_after_s: float = customer.ATTRACT_AFTER_S,
-        shelf_lanes: dict[str, tuple[str, ...]] | None = None,
         shots_dir: Path | None = None,
         closable: bool = False,
         **kw: Any,
     ):
         super().__init__(**kw)
         self.controller = controller
-        self.central = central
         self.photos = photos
-        self.households = households or {}
         self.timezone = timezone
         self.animate = animate
         self.attract_after_s = attract_after_s
-        self.shelf_lanes = shelf_lanes or {}
         self.nav = vm.Nav()
         self.snap: Snapshot = controller.snapshot()
         self.last_result: intents.Result | None = None
@@ -152,6 +145,8 @@ class KioskApp(App):
         snap = self.snap
         if not snap.refusal and self.nav.refusal_dismissed:
             self.nav = replace(self.nav, refusal_dismissed=False)
+        if not snap.operator_pending and self.nav.pending_dismissed:
+            self.nav = replace(self.nav, pending_dismissed=False)
         name = vm.route(snap, self.nav)
         if name != "attract" and name != "idle" and self.nav.attract:
             self.nav = replace(self.nav, attract=False)
@@ -194,7 +189,9 @@ class KioskApp(App):
         self.redraw()
 
     def navigate(self, page: str | None) -> None:
-        self.nav = replace(self.nav, operator_page=page, attract=False)
+        # Leaving the PIN pad also leaves a waiting operator card's PIN untyped.
+        dismissed = page is None and bool(self.snap.operator_pending)
+        self.nav = replace(self.nav, operator_page=page, attract=False, pending_dismissed=dismissed)
         self.redraw()
 
     def dismiss_refusal(self) -> None:
@@ -232,22 +229,6 @@ class KioskApp(App):
             path = images.product_image(base, p.zh, p.category, self.photos)
             self._images[sku] = path
         return path
-
-    def scan_url(self, snap: Snapshot) -> str:
-        """The QR's URL. The nonce comes from the snapshot when the controller offers one."""
-        url = getattr(snap, "scan_url", None)
-        if url:
-            return url
-        nonce = getattr(snap, "scan_nonce", None) or f"{snap.cabinet.id}-{int(time.time()) // 300}"
-        return vm.scan_url(self.central or "https://central.invalid", snap.cabinet.id, nonce)
-
-    def planogram(self, snap: Snapshot) -> dict[str, tuple[str, tuple[str, ...]]]:
-        """Shelf -> (door, lane skus): the snapshot's own when it has one, else the config's."""
-        own = getattr(snap, "planogram", None)
-        if own:
-            return {p.shelf: (p.door, tuple(p.skus)) for p in own}
-        door = {s.id: s.door for s in snap.shelves}
-        return {s: (door.get(s, "?"), lanes) for s, lanes in self.shelf_lanes.items()}
 
     # -- leaving -----------------------------------------------------------------------------
     def exit_kiosk(self) -> None:

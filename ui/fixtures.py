@@ -19,10 +19,13 @@ from kiosk.snapshot import (
     ItemView,
     OpenSession,
     OperatorView,
+    PlanogramLaneView,
+    PlanogramShelf,
     ProductView,
     Receipt,
     RestockLane,
     RestockView,
+    ReviewSale,
     SalesView,
     SessionState,
     ShelfView,
@@ -102,13 +105,54 @@ def products(catalog: dict[str, Any], copies: int = 1) -> tuple[ProductView, ...
                     available=why is None,
                     why_unavailable=why,
                     doors=(door_of[p["sku"]],) if p["sku"] in door_of else (),
+                    households=s["households"],
                 )
             )
     return tuple(out)
 
 
+# What the controller's weighing check says about D2-S3 (as in examples/cabinet.toml).
+WARNINGS = {"D2-S3": ("椰子糖 250g x4 (1060 g) / 白胡椒粉 100g x9 (1062 g)",)}
+WARNINGS_EN = {
+    "D2-S3": ("Coconut candy 250 g x4 (1060 g) / White pepper powder 100 g x9 (1062 g)",)
+}
+
+
+def planogram() -> tuple[PlanogramShelf, ...]:
+    return tuple(
+        PlanogramShelf(
+            shelf=sid,
+            door=door,
+            lanes=tuple(PlanogramLaneView(sku, 2, STOCK.get(sku, 0)) for sku in skus),
+            skus=skus,
+            warnings=tuple(f"{sid}: {w}" for w in WARNINGS.get(sid, ())),
+            warnings_en=tuple(f"{sid}: {w}" for w in WARNINGS_EN.get(sid, ())),
+        )
+        for sid, (door, skus) in SHELVES.items()
+    )
+
+
+def review_sales(prods: tuple[ProductView, ...]) -> tuple[ReviewSale, ...]:
+    """Three sales flagged for review: more than a landscape screen shows at once."""
+    by = {p.sku: p for p in prods}
+    out = []
+    for n, (at, take) in enumerate(
+        (
+            ("2026-11-28T04:31:00.000Z", {"bo-coco-candy": 2}),
+            ("2026-11-28T03:12:00.000Z", {"hs-radish-400g": 1, "zr-pepper-powder": 1}),
+            ("2026-11-27T10:02:00.000Z", {"hs-honey-500g": 1}),
+        )
+    ):
+        items = tuple(_item(by[sku], q) for sku, q in take.items())
+        total = sum(i.line_fen for i in items)
+        out.append(ReviewSale(f"0193f2a1-7c1e-7b11-9a00-5e0f3c2d1a0{n + 3}", at, total, items, 0))
+    return tuple(out)
+
+
 def base(catalog: dict[str, Any] | None = None, copies: int = 1) -> Snapshot:
     catalog = catalog or load_catalog()
+    prods = products(catalog, copies)
+    review = review_sales(prods)
     return Snapshot(
         state=SessionState.IDLE,
         seq=1,
@@ -118,14 +162,19 @@ def base(catalog: dict[str, Any] | None = None, copies: int = 1) -> Snapshot:
             ShelfView(sid, door, 4000.0 + 137.5 * i, True)
             for i, (sid, (door, _)) in enumerate(SHELVES.items())
         ),
-        products=products(catalog, copies),
+        products=prods,
         categories=tuple(CategoryView(c["id"], c["zh"], c["en"]) for c in catalog["categories"]),
         sync=SyncView(
             backlog=3, dead=0, last_contact="2026-11-28T09:41:07.000Z", catalog_version=1
         ),
         sales=SalesView(
-            today_count=17, today_total_fen=61_300, review=("0193f2a1-7c1e-7b11-9a00-5e0f3c2d1a01",)
+            today_count=17,
+            today_total_fen=61_300,
+            review=tuple(r.id for r in review),
+            review_detail=review,
         ),
+        scan_url=f"{CENTRAL}/s/QH-0001/{NONCE}",
+        planogram=planogram(),
     )
 
 
@@ -160,7 +209,9 @@ def screens(catalog: dict[str, Any] | None = None) -> dict[str, tuple[Snapshot, 
     sup = {s["id"]: s for s in catalog["suppliers"]}
     op = OperatorView("op-1", "王芳", "2026-11-28T04:00:00.000Z")
     honey, tea, rice = by["hs-honey-500g"], by["hs-tea-100g"], by["zr-rice-5kg"]
-    items = (_item(honey, 1), _item(tea, 2), _item(rice, 1))
+    # Five lines: more than a landscape receipt shows above its total.
+    eggs, oil = by["hs-eggs-10"], by["bo-coconut-oil"]
+    items = (_item(honey, 1), _item(tea, 2), _item(rice, 1), _item(eggs, 1), _item(oil, 1))
     used = []
     for i in items:
         s = sup[by[i.sku].supplier]
@@ -255,10 +306,7 @@ def screens(catalog: dict[str, Any] | None = None) -> dict[str, tuple[Snapshot, 
             ),
             Nav(operator_page="restock"),
         ),
-        "planogram": (
-            replace(opb, planogram_warnings=("D2-S3: 椰子糖 250g / 白胡椒粉 100g",)),
-            Nav(operator_page="planogram"),
-        ),
+        "planogram": (opb, Nav(operator_page="planogram")),
         "calibrate": (opb, Nav(operator_page="calibrate")),
         "alarms": (opb, Nav(operator_page="alarms")),
         "sales": (opb, Nav(operator_page="sales")),

@@ -5,7 +5,6 @@ Blocks until an operator leaves the kiosk app (the menu's Exit tile), then retur
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import Callable
@@ -54,17 +53,10 @@ def open_touchscreen(
     from ui.app import KioskApp
 
     images.set_cache_dir(state / "ui-cache")
-    households: dict[str, int] = {}
-    if config.simulator.catalog and Path(config.simulator.catalog).is_file():
-        cat = json.loads(Path(config.simulator.catalog).read_text(encoding="utf-8"))
-        households = {s["id"]: s["households"] for s in cat.get("suppliers", [])}
     app = KioskApp(
         controller,
-        central=config.central.http,
         photos=photos,
-        households=households,
         timezone=config.cabinet.timezone,
-        shelf_lanes={s.id: tuple(lane.sku for lane in s.lanes) for s in config.shelves},
         shots_dir=shots_dir,
         animate=shots_dir is None,  # screenshots of whole screens, not of a fade
         closable=not fullscreen,

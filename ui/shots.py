@@ -3,6 +3,11 @@
 Kivy fixes the window size and density when it starts, so each orientation renders in its
 own process (``python -m ui.shots --orientation portrait --out DIR``); the parent only starts
 them. Fixture snapshots come from the sample catalogue: no hardware, no controller.
+
+Each child has its own KIVY_HOME: ``import kivy`` creates ``mods/``, ``logs/`` and
+``config.ini`` there without locking, so two children sharing one home race (a
+``FileExistsError`` at import, or a half-written config read back). And Kivy's default log
+mode swallows ``sys.stderr``: the children run in MIXED mode and print their own traceback.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ def env_for(orientation: str, kivy_home: Path) -> dict[str, str]:
         KIVY_HOME=str(kivy_home),
         KIVY_NO_ARGS="1",
         KIVY_NO_CONSOLELOG="1",
+        KIVY_LOG_MODE="MIXED",  # keep sys.stderr: a failing child's traceback reaches the parent
         KIVY_METRICS_DENSITY=str(density),
         KIVY_METRICS_FONTSCALE="1",
         KIOSK_UI_SIZE=f"{w}x{h}",
@@ -41,10 +47,10 @@ def render_all(
     """Run one renderer process per orientation; return the files written."""
     out.mkdir(parents=True, exist_ok=True)
     base = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="kiosk-ui-"))
-    kivy_home = base / "kivy"
-    kivy_home.mkdir(parents=True, exist_ok=True)
     procs = []
     for orientation in theme.LAYOUTS:
+        kivy_home = base / f"kivy-{orientation}"  # never shared: see the module docstring
+        kivy_home.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "ui.shots", "--orientation", orientation, "--out", str(out)]
         if screens:
             cmd += ["--screens", ",".join(screens)]
@@ -52,11 +58,16 @@ def render_all(
         env["KIOSK_UI_CACHE"] = str(base / "ui-cache")
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     written: list[Path] = []
-    for p in procs:
+    failed: list[str] = []
+    for orientation, p in zip(theme.LAYOUTS, procs, strict=True):
         so, se = p.communicate(timeout=300)
         if p.returncode != 0:
-            raise RuntimeError(f"screen renderer failed ({p.returncode}):\n{se.decode()[-3000:]}")
+            said = (se.decode(errors="replace") or so.decode(errors="replace"))[-3000:]
+            failed.append(f"{orientation} renderer failed ({p.returncode}):\n{said or '(silent)'}")
+            continue
         written += [Path(line) for line in so.decode().split()]
+    if failed:
+        raise RuntimeError("\n".join(failed))
     return written
 
 
@@ -92,15 +103,8 @@ def _render(orientation: str, out: Path, only: list[str] | None) -> None:
     from ui.app import KioskApp
 
     fx = fixtures.screens()
-    catalog = fixtures.load_catalog()
     ctl = FixtureController(fx["idle"][0])
-    app = KioskApp(
-        ctl,
-        central=fixtures.CENTRAL,
-        households=fixtures.households(catalog),
-        animate=False,
-        shelf_lanes={s: skus for s, (_d, skus) in fixtures.SHELVES.items()},
-    )
+    app = KioskApp(ctl, animate=False)
     root = app.attach()
     Window.add_widget(root)
     EventLoop.ensure_window()
@@ -137,5 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _report(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+    """Kivy may have replaced ``sys.stderr`` by then: write to the real one."""
+    import traceback
+
+    traceback.print_exception(kind, exc, tb, file=sys.__stderr__)  # type: ignore[arg-type]
+    sys.__stderr__.flush()
+
+
 if __name__ == "__main__":
+    sys.excepthook = _report
     sys.exit(main())

@@ -51,6 +51,7 @@ class Nav:
     operator_page: str | None = None  # None: the customer side; "operator-login" or a page
     refusal_dismissed: bool = False
     attract: bool = False
+    pending_dismissed: bool = False  # "back" on the PIN pad while an operator card waits
 
 
 OPERATOR_PAGES = (
@@ -85,6 +86,8 @@ def route(snap: Snapshot, nav: Nav) -> str:
         return "confirm"
     if st == SessionState.SETTLED and snap.receipt is not None:
         return "receipt"
+    if snap.operator_pending and not nav.pending_dismissed:
+        return "operator-login"  # an operator card was read: its PIN next
     if snap.refusal and snap.refusal != "ok" and not nav.refusal_dismissed:
         return "refused"
     if st == SessionState.OUT_OF_SERVICE or snap.out_of_service:
@@ -166,11 +169,6 @@ def header(snap: Snapshot, lang: str) -> Header:
     return Header(t("title", lang), loc)
 
 
-def scan_url(central: str, cabinet: str, nonce: str) -> str:
-    """The scan-to-open QR: ``{central}/s/{cabinet}/{nonce}``."""
-    return f"{central.rstrip('/')}/s/{cabinet}/{nonce}"
-
-
 @dataclass(frozen=True)
 class SupplierSlide:
     name: str
@@ -179,14 +177,14 @@ class SupplierSlide:
 
 
 def attract(
-    snap: Snapshot, lang: str, households: dict[str, int], image_for: ImageFor = _no_image
+    snap: Snapshot, lang: str, image_for: ImageFor = _no_image
 ) -> tuple[SupplierSlide, ...]:
     """One slide per supplier on the wall: its name, town, households, and a product picture."""
     seen: dict[str, SupplierSlide] = {}
     for p in snap.products:
         if p.supplier in seen:
             continue
-        line = t("attract_supplier", lang, town=p.town, households=households.get(p.supplier, 0))
+        line = t("attract_supplier", lang, town=p.town, households=p.households)
         seen[p.supplier] = SupplierSlide(p.supplier_zh, line, image_for(p.sku))
     return tuple(seen.values())
 
@@ -509,6 +507,65 @@ def sync_rows(snap: Snapshot, lang: str, tz: str = "Asia/Shanghai") -> tuple[Key
             t("catalog_version", lang), "-" if s.catalog_version is None else str(s.catalog_version)
         ),
     )
+
+
+@dataclass(frozen=True)
+class ReviewLine:
+    sku: str
+    name: str
+    qty: int
+    unit: str  # what refunding one of them gives back
+    amount: str
+
+
+@dataclass(frozen=True)
+class ReviewCard:
+    """One sale flagged for review: what an operator needs to refund some or all of it."""
+
+    sale: str
+    time: str
+    total: str
+    refunded: str  # "" when nothing was refunded yet
+    refundable_fen: int
+    lines: tuple[ReviewLine, ...]
+
+
+def review_cards(snap: Snapshot, lang: str, tz: str = "Asia/Shanghai") -> tuple[ReviewCard, ...]:
+    return tuple(
+        ReviewCard(
+            sale=r.id,
+            time=local_time(r.closed_at, tz),
+            total=money(r.total_fen),
+            refunded=t("refunded", lang, amount=money(r.refunded_fen)) if r.refunded_fen else "",
+            refundable_fen=r.total_fen - r.refunded_fen,
+            lines=tuple(
+                ReviewLine(
+                    i.sku, name_of(i, lang), i.qty, money(i.unit_price_fen), money(i.line_fen)
+                )
+                for i in r.items
+            ),
+        )
+        for r in snap.sales.review_detail
+    )
+
+
+@dataclass(frozen=True)
+class PlanogramRow:
+    shelf: str
+    door: str
+    skus: tuple[str, ...]
+    warnings: tuple[str, ...]  # in the screen's language, without the "{shelf}: " prefix
+
+
+def planogram_rows(snap: Snapshot, lang: str) -> tuple[PlanogramRow, ...]:
+    def bare(w: str, shelf: str) -> str:
+        return w[len(shelf) + 1 :].strip() if w.startswith(shelf + ":") else w
+
+    out = []
+    for p in snap.planogram:
+        ws = p.warnings_en if lang == "en" and p.warnings_en else p.warnings
+        out.append(PlanogramRow(p.shelf, p.door, p.skus, tuple(bare(w, p.shelf) for w in ws)))
+    return tuple(out)
 
 
 def sales_summary(snap: Snapshot, lang: str) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from kivy.properties import BooleanProperty, ListProperty, StringProperty
+from kivy.clock import Clock
+from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.label import Label
 from kivy.uix.recycleview.views import RecycleDataViewBehavior
+from kivy.uix.scrollview import ScrollView
 
 from ui import theme
 
@@ -79,3 +81,28 @@ class Message(BoxLayout):
 class Header(BoxLayout):
     title = StringProperty("")
     subtitle = StringProperty("")
+
+
+class HintedScroll(ScrollView):
+    """A scrolling list that counts the rows below its bottom edge (``hidden``), so a label
+    under it can say "3 more below": a cabinet's scroll bar alone goes unnoticed."""
+
+    hidden = NumericProperty(0)
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._count = Clock.create_trigger(self._recount, 0)
+        self.bind(scroll_y=self._count, height=self._count, width=self._count)
+
+    def add_widget(self, widget, *args, **kw):
+        super().add_widget(widget, *args, **kw)
+        widget.bind(height=self._count, y=self._count, children=self._count)
+
+    def _recount(self, *_):
+        content = self.children[0] if self.children else None
+        if content is None or content.height <= self.height + 1:
+            self.hidden = 0
+            return
+        edge = self.to_window(self.x, self.y)[1]
+        # A row even partly under the bottom edge counts: its price or button is hidden.
+        self.hidden = sum(1 for c in content.children if c.to_window(c.x, c.y)[1] < edge - 1)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 
-from kiosk import auth, journal, restock
+from kiosk import auth, journal, operators, restock
 from kiosk import db as kdb
 from kiosk import snapshot as S
 from kiosk.controller.base import Base
 from kiosk.controller.live import (
+    PENDING_CARD_S,
     Live,
     cheaper_first,
 )
@@ -24,6 +25,8 @@ class Snapshots(Base):
     # == snapshots =================================================================================
     def _publish(self, force: bool = False) -> None:
         now = self.clock()
+        if self._pending_operator(now) != self._snap.operator_pending:
+            force = True  # a card read (or its wait ran out) sets no dirty flag of its own
         if not (force or self._dirty):
             # readings and background refreshes alone publish at a calm rate
             calm = now - self._last_publish >= 0.5
@@ -289,7 +292,20 @@ class Snapshots(Base):
             planogram_warnings=tuple(w for p in planogram for w in p.warnings),
             scan_url=self._scan_url(),
             planogram=planogram,
+            operator_pending=self._pending_operator(now),
         )
+
+    def _pending_operator(self, now: float) -> str | None:
+        """The name of the operator whose card was read and who has yet to type a PIN."""
+        p = self.pending_card
+        if p is None or self.operator is not None or now - p[1] >= PENDING_CARD_S:
+            return None
+        account, name = self._static.get("pending_name", (None, None))
+        if account != p[0]:  # looked up once per card, not on every publish
+            op = operators.by_card(self.db.conn, p[0])
+            account, name = p[0], op.name if op else None
+            self._static["pending_name"] = (account, name)
+        return name
 
     def _scan_url(self) -> str | None:
         """The on-screen code, while the idle screen can show one (a central platform to serve

@@ -223,13 +223,17 @@ class TestUncertain(Flow):
 
 
 class TestOperator(Flow):
-    def to_login(self) -> None:
+    def to_login(self, by_staff_button: bool = False) -> None:
+        """The operator's card on the reader: the idle screen goes to the PIN pad by itself
+        (or the operator pressed 维护 first) and greets the card's owner."""
         self.start()
-        self.tap(self.find("维护"))
-        assert self.screen == "operator-login"
-        self.hw.scan(OPERATOR_CARD)  # the operator's card, then the PIN
-        # Nothing on screen says the card was read: wait for the controller to hold it.
-        self.until(lambda: self.ctl.pending_card is not None, "the operator card")
+        if by_staff_button:
+            self.tap(self.find("维护"))
+            assert self.screen == "operator-login"
+        self.hw.scan(OPERATOR_CARD)
+        self.until(lambda: self.app.snap.operator_pending is not None, "the operator card")
+        self.until_screen("operator-login")
+        assert f"{self.app.snap.operator_pending}, 请输入密码" in self.texts()
 
     def pin(self, digits: str) -> None:
         for d in digits:
@@ -252,7 +256,7 @@ class TestOperator(Flow):
         assert self.rows("SELECT locked_until IS NOT NULL FROM operators") == [(1,)]
 
     def test_restock_a_door(self):
-        self.to_login()
+        self.to_login(by_staff_button=True)
         self.pin(PIN)
         self.until_screen("operator-menu")
         self.tap(self.find("补货"))

@@ -50,3 +50,18 @@ def test_missing_cjk_font_names_the_debian_package():
 
     with pytest.raises(fonts.CJKFontMissing, match="fonts-wqy-microhei"):
         fonts.find_cjk_font(("/nonexistent/font.ttc",))
+
+
+def test_failing_renderer_prints_its_traceback(tmp_path: Path):
+    """A child that dies inside ``import kivy`` (here: its Kivy home is a file) must say why;
+    Kivy's own logging would swallow stderr and leave the parent with an empty message."""
+    from ui import shots
+
+    not_a_dir = tmp_path / "kivy-home"
+    not_a_dir.write_text("")
+    cmd = [sys.executable, "-m", "ui.shots", "--orientation", "portrait", "--out", str(tmp_path)]
+    r = subprocess.run(
+        cmd, env=shots.env_for("portrait", not_a_dir), capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode != 0
+    assert "Traceback" in r.stderr and "NotADirectoryError" in r.stderr, r.stderr

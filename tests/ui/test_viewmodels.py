@@ -124,9 +124,9 @@ def test_receipt_thanks_line_names_cooperatives_and_households(fx):
 def test_receipt_lines_total_and_payment(fx):
     snap, _ = fx["receipt"]
     m = vm.receipt(snap.receipt, "zh")
-    assert [ln.amount for ln in m.lines] == ["¥68.00", "¥116.00", "¥45.00"]
+    assert [ln.amount for ln in m.lines] == ["¥68.00", "¥116.00", "¥45.00", "¥20.00", "¥78.00"]
     assert m.lines[1].qty == "× 2"
-    assert m.total == "¥229.00"
+    assert m.total == "¥327.00"
     assert m.paid_by == "支付方式: 工作卡"
     deferred = vm.receipt(replace(snap.receipt, payment_status="deferred", review=True), "en")
     assert "charged later" in deferred.note and "review" in deferred.note
@@ -193,10 +193,6 @@ def test_pin_is_masked():
     assert vm.pin_mask("1234") == "●●●●"
 
 
-def test_scan_url_shape():
-    assert vm.scan_url("https://c.example/", "QH-0001", "n1") == "https://c.example/s/QH-0001/n1"
-
-
 def test_every_reason_code_has_words_in_both_languages():
     from kiosk.snapshot import Reason
 
@@ -218,3 +214,38 @@ def test_with_stock_changes_one_product(fx):
     card = next(c for c in vm.wall(after, "zh") if c.sku == "zr-rice-5kg")
     assert card.status == "sold_out" and after.seq == snap.seq + 1
     assert snap.state == SessionState.IDLE
+
+
+def test_a_read_operator_card_goes_to_the_pin_pad_until_dismissed(fx):
+    idle, _ = fx["idle"]
+    waiting = replace(idle, operator_pending="王芳")
+    assert vm.route(waiting, vm.Nav()) == "operator-login"
+    assert vm.route(waiting, vm.Nav(pending_dismissed=True)) == "idle"
+    door, _ = fx["door-open"]  # a customer's open door wins
+    assert vm.route(replace(door, operator_pending="王芳"), vm.Nav()) == "door-open"
+
+
+def test_planogram_warnings_sit_with_their_shelf_in_the_screen_language(fx):
+    snap, _ = fx["planogram"]
+    zh = {r.shelf: r.warnings for r in vm.planogram_rows(snap, "zh")}
+    en = {r.shelf: r.warnings for r in vm.planogram_rows(snap, "en")}
+    assert zh["D2-S3"] and zh["D2-S3"][0].startswith("椰子糖")  # no "D2-S3:" prefix
+    assert en["D2-S3"][0].startswith("Coconut candy") and not en["D1-S1"]
+
+
+def test_review_cards_offer_one_item_or_what_is_left(fx):
+    snap, _ = fx["sales"]
+    r = snap.sales.review_detail[1]
+    part = replace(r, refunded_fen=r.items[0].line_fen)
+    sales = replace(snap.sales, review_detail=(part,))
+    (card,) = vm.review_cards(replace(snap, sales=sales), "en")
+    assert [ln.unit for ln in card.lines] == [vm.money(i.unit_price_fen) for i in r.items]
+    assert card.refundable_fen == r.total_fen - r.items[0].line_fen
+    assert card.refunded.endswith("refunded") and card.time == "11-28 11:12"
+
+
+def test_attract_households_come_from_the_products(fx):
+    snap, _ = fx["attract"]
+    slides = vm.attract(snap, "en")
+    p = snap.products[0]
+    assert slides[0].line == f"{p.town} · {p.households} households" and p.households > 0

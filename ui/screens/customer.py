@@ -59,10 +59,12 @@ class IdleScreen(KioskScreen):
         ):
             way.icon_source = images.icon(icon_name, "#B3261E")
             way.verb, way.hint = app.t(verb), app.t(hint)
-        url = app.scan_url(snap)
-        w.qr.source = images.qr_png(url) if url else ""
-        w.qr_verb.text = app.t("scan_qr")
-        w.qr_hint.text = app.t("scan_qr_hint")
+        # No central platform, or no code yet: say so; a made-up code would open nothing.
+        url = snap.scan_url
+        w.qr.source = images.qr_png(url) if url else images.icon("phone", "#8C877F")
+        w.qr_verb.text = app.t("scan_qr" if url else "qr_unavailable")
+        w.qr_hint.text = app.t("scan_qr_hint" if url else "qr_unavailable_hint")
+        w.qr_verb.color = theme.INK if url else theme.MUTED
 
     def _chips(self, app: KioskApp, snap: Snapshot) -> None:
         cs = vm.chips(snap, app.lang, self.category)
@@ -113,7 +115,7 @@ class AttractScreen(KioskScreen):
 
     def show(self, app: KioskApp, snap: Snapshot) -> None:
         self.app = app
-        self._slides = vm.attract(snap, app.lang, app.households, app.image_for)
+        self._slides = vm.attract(snap, app.lang, app.image_for)
         self.ids.title.text = app.t("attract_title")
         self.ids.touch.text = app.t("attract_touch")
         self._paint()
@@ -294,9 +296,10 @@ class ReceiptScreen(KioskScreen):
         ids.icon.source = images.icon("check", "#1E7B34")
         ids.title.text = app.t("receipt_title")
         ids.lines.clear_widgets()
+        h = dp(44 if app.landscape else 64)  # landscape: four or five lines above the total
         for ln in r.lines:
-            row = BoxLayout(size_hint_y=None, height=dp(64), spacing=dp(theme.GAP))
-            row.add_widget(Image(source=ln.image, size_hint_x=None, width=dp(64)))
+            row = BoxLayout(size_hint_y=None, height=h, spacing=dp(theme.GAP))
+            row.add_widget(Image(source=ln.image, size_hint_x=None, width=h))
             row.add_widget(text(ln.name, size_hint_y=1))
             row.add_widget(text(ln.qty, halign="right", size_hint_x=0.2, size_hint_y=1))
             row.add_widget(

@@ -9,7 +9,6 @@ from kivy.metrics import dp, sp
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.image import Image
-from kivy.uix.widget import Widget
 
 from kiosk import intents
 from kiosk.snapshot import Snapshot
@@ -47,7 +46,8 @@ class OperatorLoginScreen(KioskScreen):
         self.app = app
         header(app, self.ids.header, app.t("op_login"), back=self.back)
         self.ids.card_icon.source = images.icon("card", "#1C1B1A")
-        self.ids.hint.text = app.t("op_login_hint")
+        who = snap.operator_pending
+        self.ids.hint.text = app.t("op_pin_for", name=who) if who else app.t("op_login_hint")
         pad = self.ids.pad
         if not pad.children or getattr(pad, "_lang", None) != app.lang:
             pad._lang = app.lang
@@ -206,18 +206,22 @@ class RestockScreen(_OpScreen):
         actions.add_widget(button(app.t("confirm_all"), lambda: self.confirm_all(app, snap), "ok"))
 
     def _lane(self, app: KioskApp, lane: vm.RestockRow) -> BoxLayout:
+        """Portrait: words above the count controls; landscape: one row, so four lanes fit."""
         key = (lane.shelf, lane.sku)
         count = self.counts.get(key, lane.count)
         done = key in self.confirmed
+        wide = app.landscape
         p = row(
             bg=theme.WARN_BG if lane.mismatch else (theme.OK_SOFT if done else theme.CARD),
             spacing=dp(theme.GAP),
-            height=dp(210 if not app.landscape else 150),
-            orientation="vertical",
+            orientation="horizontal" if wide else "vertical",
         )
-        top = BoxLayout(spacing=dp(theme.GAP))
-        top.add_widget(Image(source=lane.image, size_hint_x=None, width=dp(72)))
-        words = BoxLayout(orientation="vertical")
+        top = BoxLayout(spacing=dp(theme.GAP), size_hint_y=None)
+        top.add_widget(Image(source=lane.image, size_hint_x=None, width=dp(56 if wide else 72)))
+        words = BoxLayout(
+            orientation="vertical", size_hint_y=None, spacing=dp(2), pos_hint={"center_y": 0.5}
+        )
+        words.bind(minimum_height=words.setter("height"))
         words.add_widget(text(f"{lane.name}", bold=True))
         words.add_widget(
             text(
@@ -231,10 +235,15 @@ class RestockScreen(_OpScreen):
             words.add_widget(
                 text("▲ " + app.t("weight_mismatch"), "small", color=theme.WARN, bold=True)
             )
-        words.add_widget(Widget())
         top.add_widget(words)
+        top.height = dp(72)
+        words.bind(height=lambda _w, h: setattr(top, "height", max(dp(56 if wide else 72), h)))
         p.add_widget(top)
         ctl = BoxLayout(size_hint_y=None, height=dp(theme.TOUCH), spacing=dp(theme.GAP))
+        if wide:
+            ctl.size_hint_x = None
+            ctl.width = dp(theme.TOUCH * 2 + 56 + 130 + theme.GAP * 3)
+            ctl.pos_hint = {"center_y": 0.5}
         ctl.add_widget(
             button(
                 "−",
@@ -246,7 +255,7 @@ class RestockScreen(_OpScreen):
         )
         ctl.add_widget(
             text(
-                str(count), "price", halign="center", size_hint_x=None, width=dp(64), size_hint_y=1
+                str(count), "price", halign="center", size_hint_x=None, width=dp(56), size_hint_y=1
             )
         )
         ctl.add_widget(
@@ -306,10 +315,14 @@ class PlanogramScreen(_OpScreen):
         note.text = self.warning or app.t("planogram_pick")
         note.color = theme.WARN if self.warning else theme.MUTED
         by = {p.sku: p for p in snap.products}
-        for shelf, (door, skus) in app.planogram(snap).items():
+        for pr in vm.planogram_rows(snap, app.lang):
+            shelf, door, skus = pr.shelf, pr.door, pr.skus
             body.add_widget(text(f"{app.t('door_n', door=door)} · {shelf}", bold=True))
             lanes = GridLayout(
-                cols=len(skus) + 1, spacing=dp(theme.GAP), size_hint_y=None, height=dp(110)
+                cols=len(skus) + 1,
+                spacing=dp(theme.GAP),
+                size_hint_y=None,
+                height=dp(64 if app.landscape else 88),
             )
             n_lanes = len(skus)
             for i, sku in enumerate(skus):
@@ -334,16 +347,10 @@ class PlanogramScreen(_OpScreen):
                 )
             )
             body.add_widget(lanes)
-            for w in snap.planogram_warnings:
-                if w.startswith(shelf) or shelf in w:
-                    body.add_widget(
-                        text(
-                            "▲ " + app.t("cannot_tell", names=w.split(":", 1)[-1].strip()),
-                            "small",
-                            color=theme.WARN,
-                            bold=True,
-                        )
-                    )
+            for w in pr.warnings:  # directly under the shelf it is about
+                body.add_widget(
+                    text("▲ " + app.t("cannot_tell", names=w), "small", color=theme.WARN, bold=True)
+                )
             if self.picking and self.picking[0] == shelf:
                 body.add_widget(self._picker(app, snap, shelf, skus))
 
@@ -510,39 +517,65 @@ class AlarmsScreen(_OpScreen):
 
 
 class SalesScreen(_OpScreen):
+    """Today's figures and the sales flagged for review: refund one item or the whole sale,
+    each with a second tap to be sure."""
+
     title_key = "sales_title"
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self.armed: str | None = None
+        self.armed: tuple[str, str] | None = None  # (sale, sku); sku "" is the whole sale
 
     def show(self, app: KioskApp, snap: Snapshot) -> None:
         body, _actions, _note = self.page(app, snap)
         body.add_widget(text(vm.sales_summary(snap, app.lang), "price", color=theme.ACCENT))
         body.add_widget(text(app.t("review_list"), "title"))
-        if not snap.sales.review:
+        cards = vm.review_cards(snap, app.lang, app.timezone)
+        if not cards:
             body.add_widget(text(app.t("no_review"), color=theme.MUTED))
-        for sale in snap.sales.review:
-            r = row(spacing=dp(theme.GAP), height=dp(theme.TOUCH + 16))
-            r.add_widget(text(sale[-12:], size_hint_y=1))
-            armed = self.armed == sale
-            r.add_widget(
-                button(
-                    app.t("refund_sure" if armed else "refund"),
-                    lambda s=sale: self.refund(s),
-                    "fault" if armed else "plain",
-                    size_hint_x=0.5,
-                )
-            )
-            body.add_widget(r)
+        for c in cards:
+            body.add_widget(self._card(app, c))
 
-    def refund(self, sale: str) -> None:
-        if self.armed != sale:
-            self.armed = sale
+    def _card(self, app: KioskApp, c: vm.ReviewCard) -> BoxLayout:
+        p = row(orientation="vertical", spacing=dp(theme.GAP))
+        top = BoxLayout(size_hint_y=None, height=dp(theme.TOUCH * 0.75), spacing=dp(theme.GAP))
+        top.add_widget(text(f"{c.time}  {c.refunded}".strip(), size_hint_y=1, bold=True))
+        total = text(c.total, "price", halign="right", size_hint_y=1, size_hint_x=None)
+        total.width = text_width(c.total, sp(theme.PRICE)) + dp(8)
+        top.add_widget(total)
+        p.add_widget(top)
+        for ln in c.lines:
+            r = BoxLayout(size_hint_y=None, height=dp(theme.TOUCH), spacing=dp(theme.GAP))
+            r.add_widget(text(f"{ln.name} × {ln.qty}", size_hint_y=1))
+            label = app.t("refund_one", amount=ln.unit)
+            r.add_widget(self._refund_button(app, c.sale, ln.sku, label))
+            p.add_widget(r)
+        if c.refundable_fen > 0:
+            whole = app.t("refund_all", amount=vm.money(c.refundable_fen))
+            p.add_widget(self._refund_button(app, c.sale, "", whole, size_hint_x=1))
+        return p
+
+    def _refund_button(self, app: KioskApp, sale: str, sku: str, label: str, **kw) -> KButton:
+        armed = self.armed == (sale, sku)
+        b = button(
+            app.t("refund_sure") if armed else label,
+            lambda: self.refund(sale, sku),
+            "fault" if armed else "plain",
+            **kw,
+        )
+        if "size_hint_x" not in kw:
+            b.size_hint_x = None
+            b.width = max(dp(160), text_width(label, sp(theme.BODY)) + dp(32))
+        return b
+
+    def refund(self, sale: str, sku: str = "") -> None:
+        if self.armed != (sale, sku):
+            self.armed = (sale, sku)
             self.app.redraw()
             return
         self.armed = None
-        self.app.submit(intents.Refund(sale=sale, reason="review"))
+        items = (intents.RefundItem(sku, 1),) if sku else ()
+        self.app.submit(intents.Refund(sale=sale, items=items, reason="review"))
 
 
 class SyncScreen(_OpScreen):
