@@ -60,7 +60,9 @@ class Flow(GraphicUnitTest):
     def start(self):
         from ui.app import KioskApp
 
-        self.app = KioskApp(self.ctl, animate=False)
+        # Attract mode is driven by hand (test_attract_...): Kivy's clock, not ticked while
+        # earlier tests of this worker ran, would otherwise fire a 60 s timer at once.
+        self.app = KioskApp(self.ctl, animate=False, attract_after_s=3600)
         self.render(self.app.attach())
         # Every shelf weighed once: until then the controller would pick another door.
         self.until(
