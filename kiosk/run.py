@@ -55,6 +55,7 @@ class LoopHeartbeat:
         self.ctl = controller
         self.dog = notify.Watchdog() if dog is None else dog
         self._seen = -1
+        self._moved = False  # the worker published since the last ping
         self._status = ""
 
     def tick(self) -> bool:
@@ -64,10 +65,15 @@ class LoopHeartbeat:
         if text != self._status:
             self._status = text
             notify.status(text)
-        if snap.seq == self._seen:
-            return False  # the worker has not published since the last tick
-        self._seen = snap.seq
-        return self.dog.tick()
+        if snap.seq != self._seen:
+            self._seen = snap.seq
+            self._moved = True
+        if not self._moved:
+            return False  # the worker has not published since the last ping
+        pinged = self.dog.tick()
+        if pinged:
+            self._moved = False
+        return pinged
 
 
 def status_line(snap: Snapshot) -> str:
