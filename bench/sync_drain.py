@@ -3,8 +3,10 @@
 Runs ``kiosk sync`` as a real process on a cabinet database holding a backlog of sales, with
 mosquitto on a free loopback port and the central simulator in this process; times the
 drain until the centre has stored every sale, and reads the sync process's peak RSS
-(VmHWM). The baseline, in the same run: raw paho publishing the same batch payloads at
-QoS 1 to the same broker (waiting for every PUBACK, no acks from a centre, no database).
+(VmHWM). The baselines, in the same run, publish the bytes the agent sent (its batches, read
+back): raw paho at QoS 1 to the same broker waiting for every PUBACK (no centre, no
+database), and raw paho to a minimal centre that parses each batch and acks its ids without
+storing (the drain minus SQLite on both ends).
 
     .venv/bin/python bench/sync_drain.py [--records 100000] [--small 10000]
 
@@ -161,27 +163,25 @@ def drain(tmp: Path, port: int, n: int) -> tuple[float, float]:
     return n / elapsed, rss
 
 
-def baseline(tmp: Path, port: int, n: int) -> tuple[float, float]:
+def sent_payloads(db_path: Path) -> list[bytes]:
+    """The batches as the agent sends them (``store.next_page`` + ``wire.batch_json``), read
+    back after the drain marked them delivered."""
+    db = kdb.connect(db_path)
+    db.execute("UPDATE outbox SET state = 'pending'")  # uncommitted: read back, then dropped
+    payloads = []
+    after = 0
+    while page := store.next_page(db, after, BATCH, 1_000_000):
+        payloads.append(wire.batch_json(wire.uuid7(), page.records_json))
+        after = page.last_seq
+    db.conn.rollback()
+    db.conn.close()
+    return payloads
+
+
+def baseline(port: int, payloads: list[bytes], n: int) -> tuple[float, float]:
     """Raw paho, QoS 1, every PUBACK waited for: (the same batch payloads, the same records
     one message each). No centre, no acks, no database: an upper bound, not a peer."""
-    db = kdb.connect(tmp / f"drain-{n}" / "kiosk.db")
-    payloads = []
-    singles: list[str] = []
-    after = 0
-    while True:
-        # The drain marked them delivered: read them back as they were sent.
-        rows = db.execute(
-            "SELECT id, seq, type, at, body FROM outbox WHERE type = 'sale' AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (after, BATCH),
-        ).fetchall()
-        if not rows:
-            break
-        recs = [wire.Record(*r) for r in rows]
-        singles += [wire.record_json(r) for r in recs]
-        payloads.append(wire.batch_json(wire.uuid7(), [wire.record_json(r) for r in recs]))
-        after = recs[-1].seq
-    db.conn.close()
+    singles = [r.encode() for p in payloads for r in _records_of(p)]
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-raw")
     c.max_inflight_messages_set(64)
     c.max_queued_messages_set(0)
@@ -200,6 +200,63 @@ def baseline(tmp: Path, port: int, n: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
+def _records_of(payload: bytes) -> list[str]:
+    import json
+
+    return [json.dumps(r, separators=(",", ":")) for r in json.loads(payload)["records"]]
+
+
+def baseline_acked(port: int, payloads: list[bytes], n: int, window: int = 8) -> float:
+    """Raw paho publishing the same batches through the broker to a minimal centre that
+    parses each batch and acks its ids at QoS 1 without storing anything; up to ``window``
+    batches in flight, as the agent. The drain minus SQLite on both ends."""
+    import json
+    import threading
+
+    up, ack = f"bench/{CABINET}/up", f"bench/{CABINET}/ack"
+    centre = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-centre")
+    centre.max_inflight_messages_set(100)
+    centre.max_queued_messages_set(0)
+
+    def on_batch(client, userdata, msg) -> None:
+        b = json.loads(msg.payload)
+        answer = {"batch": b["batch"], "stored": [r["id"] for r in b["records"]], "rejected": []}
+        client.publish(ack, json.dumps(answer), qos=1)
+
+    centre.on_message = on_batch
+    centre.connect("127.0.0.1", port)
+    centre.subscribe(up, 1)
+    centre.loop_start()
+    slots = threading.Semaphore(window)
+    done = threading.Event()
+    acked = [0]
+
+    def on_ack(client, userdata, msg) -> None:
+        wire.parse_ack(msg.payload)
+        acked[0] += 1
+        slots.release()
+        if acked[0] == len(payloads):
+            done.set()
+
+    cab = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-cabinet")
+    cab.max_inflight_messages_set(64)
+    cab.on_message = on_ack
+    cab.connect("127.0.0.1", port)
+    cab.subscribe(ack, 1)
+    cab.loop_start()
+    time.sleep(0.3)  # both subscriptions in place
+    t0 = time.perf_counter()
+    for p in payloads:
+        slots.acquire()
+        cab.publish(up, p, qos=1)
+    done.wait(120)
+    rate = n / (time.perf_counter() - t0)
+    for c in (cab, centre):
+        c.disconnect()
+        c.loop_stop()
+    return rate
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=100_000)
@@ -211,7 +268,9 @@ def main() -> int:
         try:
             small_rate, small_rss = drain(tmp, port, args.small)
             rate, rss = drain(tmp, port, args.records)
-            base, base_single = baseline(tmp, port, args.records)
+            payloads = sent_payloads(tmp / f"drain-{args.records}" / "kiosk.db")
+            base, base_single = baseline(port, payloads, args.records)
+            base_acked = baseline_acked(port, payloads, args.records)
         finally:
             broker.kill()
             broker.wait()
@@ -222,7 +281,12 @@ def main() -> int:
     print(f"baseline raw paho QoS 1, the same {BATCH}-record batches: {base:9,.0f} records/s")
     print(f"baseline raw paho QoS 1, one record per message:   {base_single:9,.0f} records/s")
     print(
-        f"drain / batched baseline {ratio:.0%}, / per-record baseline {rate / base_single:.0%}; "
+        f"baseline raw paho + a centre that parses and acks, no SQLite: {base_acked:9,.0f}"
+        " records/s"
+    )
+    print(
+        f"drain / batched baseline {ratio:.0%}, / acked baseline {rate / base_acked:.0%}, "
+        f"/ per-record baseline {rate / base_single:.0%}; "
         f"RSS growth {args.small:,} -> {args.records:,}: {growth:+.1%}"
     )
     checks = {

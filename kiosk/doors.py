@@ -73,8 +73,11 @@ class DoorWatcher:
             target=self._run, name=f"doors-{self.doors[0].id}", daemon=True
         )
 
-    def start(self, known: dict[str, bool] | None = None) -> None:
+    def start(self, known: dict[str, bool] | None = None, fault: str | None = None) -> None:
+        """``known``: the doors' bits as last read; ``fault``: the line's fault at that read, so
+        the first poll that answers reports the line healthy again (else nobody would)."""
         self._known = dict(known or {})
+        self._fault = fault
         self._thread.start()
 
     def stop(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -81,7 +82,7 @@ def record_json(r: Record) -> str:
     )
 
 
-def batch_json(batch_id: str, records_json: list[str]) -> bytes:
+def batch_json(batch_id: str, records_json: Iterable[str]) -> bytes:
     return (
         f'{{"batch":{json.dumps(batch_id)},"records":[' + ",".join(records_json) + "]}"
     ).encode()

@@ -180,7 +180,7 @@ class CentralServer:
             return
         try:
             batch = json.loads(msg.payload)
-            answer = self.store.store_batch(cab, batch)
+            answer = self.store.store_batch(cab, batch, msg.payload)
         except (ValueError, TypeError, AttributeError):
             return  # a malformed batch has no id to answer
         if self.faults.take("drop_acks"):
@@ -357,7 +357,7 @@ def _api(
         batch = _json(body)
         if not isinstance(batch, dict):
             raise _HttpError(400, "a batch is a JSON object")
-        answer = store.store_batch(cab, batch)
+        answer = store.store_batch(cab, batch, body)
         if central.faults.take("drop_acks"):
             return None, None
         return 200, {"stored": answer["stored"], "rejected": answer["rejected"]}

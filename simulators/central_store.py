@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS scans(cabinet TEXT, nonce TEXT, account TEXT, cmd_id 
 """
 
 
+# Each record's id and body text as in the batch (a body that is not an object gives a
+# NULL/other text and is caught by ``wire.check_record`` first).
+_BODIES = "SELECT value ->> 'id', value -> 'body' FROM json_each(?, '$.records')"
+
+
 @dataclass(frozen=True)
 class Stats:
     records: int
@@ -53,10 +58,13 @@ class CentralStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._reader = sqlite3.connect(":memory:", check_same_thread=False)  # JSON work only
+        self._reader_lock = threading.Lock()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._reader.close()
 
     def _tx(self):
         return _Tx(self._db, self._lock)
@@ -84,67 +92,53 @@ class CentralStore:
             )
 
     # -- records up -----------------------------------------------------------------------
-    def store_batch(self, cabinet: str, batch: dict[str, Any]) -> dict[str, Any]:
+    def store_batch(
+        self, cabinet: str, batch: dict[str, Any], raw: bytes | None = None
+    ) -> dict[str, Any]:
         """Store a batch once per record id; the answer lists what is stored and rejected.
 
-        A batch id seen before gets its first answer again (``Idempotency-Key``).
+        A batch id seen before gets its first answer again (``Idempotency-Key``). ``raw``, the
+        batch's JSON text as received, lets SQLite cut each body's text out of it instead of
+        Python encoding the parsed body again.
         """
         bid = batch.get("batch")
         records = batch.get("records")
         if not isinstance(bid, str) or not isinstance(records, list):
             raise ValueError("a batch is {batch, records}")
         now = wire.now_iso()
+        bodies = self._body_texts(raw, len(records))
+        rejected: list[dict[str, str]] = []
+        fresh: list[tuple[Any, ...]] = []
+        for k, r in enumerate(records):
+            why = wire.check_record(r)
+            if why:
+                rid = r.get("id") if isinstance(r, dict) else None
+                if isinstance(rid, str):
+                    rejected.append({"id": rid, "why": why})
+                continue
+            body = bodies[k] if bodies else None
+            if body is None or body[0] != r["id"]:  # SQLite read the record otherwise: re-encode
+                text = json.dumps(r["body"], ensure_ascii=False)
+            else:
+                text = body[1]
+            fresh.append((r["id"], cabinet, r["seq"], r["type"], r["at"], text, bid, now))
+        stored = [f[0] for f in fresh]
+        answer = {"batch": bid, "stored": stored, "rejected": rejected}
         with self._tx() as db:
             row = db.execute(
                 "SELECT answer FROM answers WHERE cabinet = ? AND batch = ?", (cabinet, bid)
             ).fetchone()
             if row:
                 return json.loads(row[0])
-            stored: list[str] = []
-            rejected: list[dict[str, str]] = []
-            good = []
-            for r in records:
-                why = wire.check_record(r)
-                if why:
-                    rid = r.get("id") if isinstance(r, dict) else None
-                    if isinstance(rid, str):
-                        rejected.append({"id": rid, "why": why})
-                    continue
-                good.append(r)
-            ids = [r["id"] for r in good]
-            seen: set[str] = set()
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                q = f"SELECT id FROM records WHERE id IN ({','.join('?' * len(chunk))})"
-                seen.update(x for (x,) in db.execute(q, chunk))
-            fresh = []
-            dups = 0
-            for r in good:
-                if r["id"] in seen:
-                    dups += 1
-                else:
-                    seen.add(r["id"])
-                    fresh.append(
-                        (
-                            r["id"],
-                            cabinet,
-                            r["seq"],
-                            r["type"],
-                            r["at"],
-                            json.dumps(r["body"], ensure_ascii=False),
-                            bid,
-                            now,
-                        )
-                    )
-                stored.append(r["id"])
-            db.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?)", fresh)
+            # Dedupe by id in the insert itself: a record seen before (or twice here) is kept once.
+            cur = db.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?)", fresh)
+            dups = len(fresh) - cur.rowcount
             if dups:
                 db.execute(
                     "INSERT INTO counters VALUES ('duplicates', ?) "
                     "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                     (dups,),
                 )
-            answer = {"batch": bid, "stored": stored, "rejected": rejected}
             db.execute("INSERT INTO answers VALUES (?, ?, ?)", (cabinet, bid, json.dumps(answer)))
             db.execute("UPDATE cabinets SET last_contact = ? WHERE id = ?", (now, cabinet))
             for r in fresh:
@@ -156,6 +150,17 @@ class CentralStore:
                         (body.get("name"), body.get("location"), cabinet),
                     )
         return answer
+
+    def _body_texts(self, raw: bytes | None, n: int) -> list[tuple[Any, str]] | None:
+        """(id, body JSON text) of each record in ``raw``, cut out by SQLite; None without."""
+        if raw is None:
+            return None
+        try:
+            with self._reader_lock:
+                rows = self._reader.execute(_BODIES, (raw.decode(),)).fetchall()
+        except (sqlite3.Error, UnicodeDecodeError):
+            return None
+        return rows if len(rows) == n else None
 
     def stats(self) -> Stats:
         with self._tx() as db:

@@ -270,13 +270,13 @@ class Agent:
                 self._rewind()
                 break
         while len(self.inflight) < self.s.window:
-            records = store.next_records(
+            page = store.next_page(
                 self.db,
                 self.cursor,
                 self.s.central.batch_max_records,
                 self.s.central.batch_max_bytes,
             )
-            if not records:
+            if page is None:
                 if not self.inflight:
                     # Nothing in flight yet records may remain before the cursor (an ack that
                     # named only some of its batch): read from the start next time.
@@ -284,25 +284,24 @@ class Agent:
                 self.backlog_estimate = 0
                 return
             bid = wire.uuid7()
-            body = wire.batch_json(bid, [wire.record_json(r) for r in records])
-            if not self.mqtt.publish("up", body):
+            if not self.mqtt.publish("up", wire.batch_json(bid, page.records_json)):
                 return
-            self.cursor = records[-1].seq
-            self.inflight[bid] = _InFlight(now, records[-1].seq)
+            self.cursor = page.last_seq
+            self.inflight[bid] = _InFlight(now, page.last_seq)
             self.counters.batches_sent += 1
-            self.backlog_estimate = max(self.backlog_estimate, len(records))
+            self.backlog_estimate = max(self.backlog_estimate, len(page.ids))
 
     def _pump_http(self, now: float) -> None:
         assert self.http is not None
         # One batch per step, so acks, commands and the MQTT link keep being served.
-        records = store.next_records(
+        page = store.next_page(
             self.db, 0, self.s.central.batch_max_records, self.s.central.batch_max_bytes
         )
-        if not records:
+        if page is None:
             self.backlog_estimate = 0
             return
         bid = wire.uuid7()
-        body = wire.batch_json(bid, [wire.record_json(r) for r in records])
+        body = wire.batch_json(bid, page.records_json)
         try:
             ack = self.http.post_batch(bid, body)
         except CentralUnreachable as e:
@@ -313,7 +312,7 @@ class Agent:
             # The whole batch refused (4xx): nothing in it is resent as it is.
             self._note(f"http batch refused: {e}")
             ack = wire.Ack(
-                bid, (), tuple(wire.Rejected(r.id, f"batch refused: {e.error}") for r in records)
+                bid, (), tuple(wire.Rejected(i, f"batch refused: {e.error}") for i in page.ids)
             )  # a refusal is an answer too: _on_acks notes the contact
         self.http_backoff.reset()
         self.counters.via_http += 1
@@ -410,7 +409,7 @@ class Agent:
     def _timers(self, now: float) -> None:
         t = self.timers
         if now >= t.backlog:
-            self.backlog_estimate = store.backlog(self.db).pending
+            self.backlog_estimate = store.pending_count(self.db)
             t.backlog = now + 2.0
         if now >= t.telemetry:
             self.send_telemetry()

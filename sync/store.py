@@ -83,26 +83,44 @@ def event(db: Database, kind: str, detail: dict[str, Any], severity="warning") -
 
 
 # -- the outbox ---------------------------------------------------------------------------------
-def next_records(
-    db: Database, after_seq: int, max_records: int, max_bytes: int
-) -> list[wire.Record]:
-    """Pending records after ``after_seq``, oldest first, within both bounds.
+# Each record's wire text (``wire.record_json``) built by SQLite: the stored body is spliced in
+# as it is, with no decode/re-encode and no Python work per record (the pump's hot path).
+_RECORD_JSON = (
+    """'{"id":' || json_quote(id) || ',"seq":' || seq || ',"type":' || json_quote(type)"""
+    """ || ',"at":' || json_quote(at) || ',"body":' || body || '}'"""
+)
+_PAGE = (
+    f"SELECT seq, id, {_RECORD_JSON} FROM outbox WHERE state = 'pending' AND seq > ? "
+    "ORDER BY seq LIMIT ?"
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    """Pending records for one batch: their ids and their wire JSON texts, oldest first."""
+
+    last_seq: int
+    ids: tuple[str, ...]
+    records_json: tuple[str, ...]
+
+
+def next_page(db: Database, after_seq: int, max_records: int, max_bytes: int) -> Page | None:
+    """Pending records after ``after_seq``, oldest first, within both bounds; None if none.
 
     A single record larger than ``max_bytes`` still goes alone, or it would block the queue.
     """
-    rows = db.execute(
-        "SELECT id, seq, type, at, body FROM outbox WHERE state = 'pending' AND seq > ? "
-        "ORDER BY seq LIMIT ?",
-        (after_seq, max_records),
-    )
-    out: list[wire.Record] = []
-    size = 40
-    for rid, seq, typ, at, body in rows:
-        size += len(body) + len(rid) + len(at) + 60
-        if out and size > max_bytes:
+    rows = db.conn.execute(_PAGE, (after_seq, max_records)).fetchall()
+    if not rows:
+        return None
+    size = 64  # the batch's own envelope: id and brackets
+    n = 0
+    for _, _, text in rows:
+        size += (len(text) if text.isascii() else len(text.encode())) + 1
+        if n and size > max_bytes:
             break
-        out.append(wire.Record(rid, seq, typ, at, body))
-    return out
+        n += 1
+    del rows[n:]
+    return Page(rows[-1][0], tuple(r[1] for r in rows), tuple(r[2] for r in rows))
 
 
 def mark_acked(db: Database, acks: list[wire.Ack]) -> tuple[int, int]:
@@ -147,6 +165,11 @@ def backlog(db: Database) -> Backlog:
     ).fetchone()
     dead = db.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
     return Backlog(n, oldest, dead)
+
+
+def pending_count(db: Database) -> int:
+    """``backlog().pending`` alone: the index only, no scan of the rows for ``oldest_at``."""
+    return db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
 
 
 def prune_delivered(db: Database, before_iso: str) -> int:

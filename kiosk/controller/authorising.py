@@ -116,9 +116,13 @@ class Authorising(Base):
         if self.door_open.get(door):
             return Reason.DOOR_OPEN
         for s in self.cfg.shelves_of(door):
+            # one missed answer is noise (``_on_reading``): only a shelf fault or silence counts,
+            # else a single miss would send a customer's card to another door
             r = self.last.get(s.id)
-            if r is None or r.grams is None or self.clock() - r.t > FRESH_S:
+            if r is None or s.id in self.shelf_fault or self.clock() - r.t > FRESH_S:
                 return Reason.SCALE_FAULT
+            if not any(x.grams is not None for x in self.ring.get(s.id, ())):
+                return Reason.SCALE_FAULT  # no weight to start the session from
         return None
 
     def _default_door(self) -> str | None:

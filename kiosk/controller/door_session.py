@@ -16,6 +16,7 @@ from kiosk.controller.base import Base
 from kiosk.controller.live import (
     BASELINE_SAMPLES,
     CANCELLED_S,
+    OPERATOR_DONE_S,
     RECEIPT_S,
     RING_S,
     VerdictMemo,
@@ -261,9 +262,10 @@ class DoorSession(Base):
         assert live is not None
         if live.kind == "sale":
             self._record_sale(live)
+            self.state_deadline = self.clock() + RECEIPT_S
         else:
             self._record_operator_session(live)
-        self.state_deadline = self.clock() + RECEIPT_S
+            self.state_deadline = self.clock() + OPERATOR_DONE_S
         self._dirty_static = True
 
     def _still_open(self, session: str) -> bool:

@@ -14,6 +14,9 @@ from kiosk.snapshot import Reason
 from kiosk.weighing import Basket, Move, SessionWeigher, Verdict
 
 RECEIPT_S = 10.0  # the receipt goes back to idle after this (or a tap)
+# A restock or maintenance session has no receipt to read: it is done once recorded, and stays
+# "settled" only long enough for observers (kiosk ctl, the UI) to see it finish.
+OPERATOR_DONE_S = 0.5
 CANCELLED_S = 4.0
 OPERATOR_IDLE_S = 600.0  # an operator left logged in is logged out after this
 PENDING_CARD_S = 60.0  # an operator card waits this long for its PIN

@@ -77,7 +77,7 @@ class Recovery(Base):
             for d in ds:
                 self._watcher_of[d.id] = w
             self.watchers.append(w)
-            w.start(known.get(key))
+            w.start(known.get(key), fault=self.door_fault.get(ds[0].id))
         if self.scanner is not None:
             try:
                 self.scanner.start(lambda code: self._post(Code(code.text)))

@@ -246,10 +246,10 @@ class Settlement(Base):
         return changed
 
     def _apply_counts(self, live: Live, at: str) -> list[dict[str, Any]]:
-        view = self._restock_view()
+        view = self._restock_lanes(live)
         today = self._today()
         changed = []
-        for lane in view.lanes if view else ():
+        for lane in view.lanes:
             c = live.counts.get((lane.shelf, lane.sku))
             count = (
                 c.count

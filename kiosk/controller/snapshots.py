@@ -179,9 +179,14 @@ class Snapshots(Base):
         return tuple(out), cats
 
     def _restock_view(self) -> S.RestockView | None:
+        """The running restock for the screen; none once recorded (no lane takes counts)."""
         live = self.live
-        if live is None or live.kind != "restock":
+        if live is None or live.kind != "restock" or self.state not in ACTIVE:
             return None
+        return self._restock_lanes(live)
+
+    def _restock_lanes(self, live: Live) -> S.RestockView:
+        """A restock's lanes: expected counts and what the weight says now."""
         today = self._today()
         lanes = self._door_lanes(live.door)
         out = []

@@ -16,7 +16,10 @@ BASELINE_SPAN_S = 3.0  # use at most this much of the stream before the door ope
 MISSING_GAP_S = 1.0  # no answer for this long (and 5 samples) at the end: a dead cell
 STUCK_P = 1e-4  # a frozen run less likely than this under the cell's noise: a stuck cell
 LEVEL_SPAN_S = 4.0  # average a settled shelf over at most this much
+RANGE_BAND = 0.005  # readings within this share of capacity are at capacity
 PLATEAU_REL = 0.03  # a level seen while open may ring by this much of its distance from start
+DESPIKE_MAX_PERIOD_S = 0.15  # a one-sample excursion is a glitch when sampled this fast
+RING_MAX_G = 45.0  # ... but a residual ring never exceeds a few tens of grams
 
 
 class Status(Enum):
@@ -79,6 +82,17 @@ def median3(xs: list[float]) -> list[float]:
     for a, b, c in zip(xs, xs[1:], xs[2:], strict=False):
         out.append(a if (b - a) * (a - c) >= 0 else c if (a - c) * (c - b) >= 0 else b)
     out.append(xs[-1])
+    return out
+
+
+def despike(xs: list[float], tol: float) -> list[float]:
+    """Isolated outliers replaced by their neighbours' mean. (A running median alone pulls
+    a spike's neighbours towards it wherever the signal slopes, as it does while ringing.)"""
+    out = xs[:]
+    for i in range(1, len(xs) - 1):
+        a, x, b = xs[i - 1], xs[i], xs[i + 1]
+        if min(abs(x - a), abs(x - b)) > 3.0 * abs(b - a) + tol and (x - a) * (x - b) > 0:
+            out[i] = 0.5 * (a + b)
     return out
 
 
@@ -148,15 +162,16 @@ class ShelfTrack:
         ramps never do. A load change rings and decays for a while (a few percent of it), so
         the band widens with the distance from where the shelf started."""
         ts, raw = self.valid(t1, t2)
-        xs = median3(raw)
-        need = max(4, int(min_s / self.period()))
         tol0 = 3.0 * sigma + 2.0 * self.div
+        # At a slow rate a hand's brief press fills one sample too: leave it to the median.
+        xs = median3(despike(raw, 4.0 * tol0) if self.period() <= DESPIKE_MAX_PERIOD_S else raw)
+        need = max(4, int(min_s / self.period()))
         x0 = xs[0] if xs else 0.0
         out: list[tuple[float, float, float]] = []
         i, n = 0, len(xs)
         while i + need <= n:
             lo = hi = xs[i]
-            tol = tol0 + PLATEAU_REL * abs(xs[i] - x0)
+            tol = tol0 + min(PLATEAU_REL * abs(xs[i] - x0), RING_MAX_G)
             j = i + 1
             while j < n and max(hi, xs[j]) - min(lo, xs[j]) <= tol:
                 lo, hi = min(lo, xs[j]), max(hi, xs[j])
@@ -191,8 +206,11 @@ class ShelfTrack:
             return Status.MISSING
         _ts, xs = self.valid(max(t_close, now - 1.0), now + 1e-9)
         if xs:
-            out = [x >= self.cap or x <= -max(0.05 * self.cap, 100.0) for x in xs]
-            if out[-1] and sum(out) * 2 >= len(out):
+            # A saturated cell reads its capacity plus whatever noise the line adds, so "at"
+            # capacity is a band; shelves are never loaded anywhere near it.
+            hi = self.cap - max(RANGE_BAND * self.cap, 5.0 * self.div, 5.0 * sigma)
+            out = [x >= hi or x <= -max(0.05 * self.cap, 100.0) for x in xs]
+            if sum(out[-3:]) >= 2 and sum(out) * 2 >= len(out):
                 return Status.RANGE
         # A frozen run at the end: count identical valid readings back from the newest.
         run, start, last = 0, None, last_value(self.gs)
@@ -218,6 +236,8 @@ class ShelfTrack:
         """Whether the last window is flat (its median-filtered readings and slope); keeps
         track of where the flat stretch began."""
         per = self.period()
+        if self.stale(now):  # the newest answers are missing: a glitch, or a cell dying now
+            return False, [], math.inf
         w = max(window_s, 4.0 * per)
         ts, raw = self.valid(max(t_close, now - w - 2.0 * per), now + 1e-9)
         xs = median3(raw)
@@ -237,6 +257,18 @@ class ShelfTrack:
         if self._since is None or self._since > wt[0]:
             self._since = wt[0]
         return True, wx, b
+
+    def stale(self, now: float) -> bool:
+        """No valid reading for over a sampling period and a half: wait until the cell
+        answers again or is declared missing (a verdict then would read a dead cell's last
+        values as its settled level)."""
+        lim = now - 1.5 * self.period()
+        for t, g in zip(reversed(self.ts), reversed(self.gs), strict=False):
+            if g is not None:
+                return t < lim
+            if t < lim:
+                return True
+        return True
 
     def still(self, t_close: float, now: float, sigma: float, window_s: float) -> bool:
         """Is the shelf still after the close? (``assess`` without the level: cheaper.)"""

@@ -430,8 +430,13 @@ def test_restock_counts_come_from_the_weight(cab):
     assert lanes["bo-coconut-oil"].weighed == 4 and lanes["hs-honey-500g"].expected == 6
     # "confirm all": no count typed in, every lane keeps what the weight says
     assert c.ctl.submit(I.ConfirmCounts("D1")).ok
+    shut = time.monotonic()
     c.close()
     c.wait(lambda s: s.state == "settled", what="restock recorded")
+    # counts confirmed before the door shut: the operator (crate in arms) sees the restock end
+    # at once, not after a sale's 10 s receipt
+    c.wait(lambda s: s.restock is None and s.session is None, what="restock ended")
+    assert time.monotonic() - shut < 3.0
     assert c.rows("SELECT sku, count FROM inventory WHERE shelf = 'D1-S2' ORDER BY sku") == [
         ("bo-coconut-oil", 4),
         ("hs-honey-500g", 8),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from kiosk.weighing import SessionWeigher, plans_of, solve_scenario
 from tests.weighing.streams import CANDY, HONEY, PEPPER, RICE, TEA, Shelf, lean, scenario
 
@@ -195,3 +197,32 @@ def test_a_take_and_a_put_down_that_nearly_cancel_are_not_read_as_a_dearer_take(
         r["taken"] == {"chili": 2}
         and r["misplaced"] == [{"sku": "tea", "from": "D1-S2", "to": "D1-S1"}]
     )
+
+
+def heavy_noise(seed: int):
+    """Heavy-tailed (student-t-like) noise added on the line, after the transmitter."""
+    rng = random.Random(seed)
+
+    def f(g: float | None) -> float | None:
+        return None if g is None else round(g + rng.gauss(0, 1) / max(rng.random(), 0.05) ** 0.5)
+
+    return f
+
+
+def test_an_overloaded_cell_under_heavy_tailed_noise_is_still_a_fault():
+    # Saturated at capacity, the cell reads capacity +- noise: half its readings are below it.
+    for seed in range(6):
+        noise = heavy_noise(seed)
+        shelves = two_shelves([(4.0, -735)], [(5.0, -5020)])
+        shelves[1].tweak = lambda t, g, noise=noise: noise(30000.0 if t >= 7.0 else g)
+        r = solve_scenario(scenario(shelves, seed=seed))
+        assert r["fault"] == ["D1-S2"] and r["taken"] == {"honey": 1}, seed  # no rice charged
+
+
+def test_a_cell_that_falls_silent_just_before_the_others_settle_is_a_fault_not_a_charge():
+    shelves = two_shelves([(4.0, -735)], [(5.0, -5020)])
+    shelves[0].tweak = lean(8.0, 9.5, 60)  # the honey shelf settles at ~10.4 s
+    shelves[1].tweak = lambda t, g: None if t >= 10.1 else g
+    r = solve_scenario(scenario(shelves))
+    assert r["fault"] == ["D1-S2"] and r["taken"] == {"honey": 1}  # no rice charged
+    assert r["decided_s"] >= 11.0  # waited until the silence made it a dead cell

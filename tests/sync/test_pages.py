@@ -1,0 +1,65 @@
+"""The pump's pages and the centre's batch storage: the fast paths give the contract's bytes."""
+
+from __future__ import annotations
+
+import json
+
+from kiosk import db as kdb
+from kiosk import wire
+from simulators.central_store import CentralStore
+from sync import store
+
+BODY = {"items": [{"sku": "黑木耳-250g", "qty": 2}], "note": 'say "hi"\n', "total_fen": 3600}
+
+
+def _backlog(path, n: int) -> None:
+    db = kdb.connect(path)
+    kdb.migrate(db)
+    with kdb.transaction(db):
+        for i in range(n):
+            kdb.outbox_append(db, "sale", {**BODY, "i": i})
+    db.conn.close()
+
+
+def test_page_texts_are_the_records_as_the_contract_writes_them(tmp_path):
+    _backlog(tmp_path / "k.db", 5)
+    db = store.open_db(tmp_path / "k.db")
+    page = store.next_page(db, 0, 10, 1_000_000)
+    assert page is not None and len(page.ids) == 5
+    rows = db.execute("SELECT id, seq, type, at, body FROM outbox ORDER BY seq").fetchall()
+    assert page.records_json == tuple(wire.record_json(wire.Record(*r)) for r in rows)
+    assert page.last_seq == rows[-1][1]
+    parsed = json.loads(wire.batch_json("b", page.records_json))
+    assert parsed["records"][0]["body"]["items"][0]["sku"] == "黑木耳-250g"
+
+
+def test_page_stays_within_max_bytes_but_one_record_always_goes(tmp_path):
+    _backlog(tmp_path / "k.db", 20)
+    db = store.open_db(tmp_path / "k.db")
+    one = len(store.next_page(db, 0, 1, 1_000_000).records_json[0].encode())
+    page = store.next_page(db, 0, 20, 64 + 3 * (one + 1))
+    assert len(page.ids) == 3
+    assert len(wire.batch_json(wire.uuid7(), page.records_json)) <= 64 + 3 * (one + 1)
+    assert len(store.next_page(db, 0, 20, 10).ids) == 1
+    assert store.next_page(db, 10**9, 20, 10) is None
+
+
+def test_centre_stores_each_id_once_with_the_body_sent(tmp_path):
+    _backlog(tmp_path / "k.db", 4)
+    db = store.open_db(tmp_path / "k.db")
+    page = store.next_page(db, 0, 10, 1_000_000)
+    bad = '{"id":"bad-1","seq":9,"type":"sale","at":"yesterday","body":{}}'
+    raw = wire.batch_json("b1", (*page.records_json, page.records_json[0], bad))
+    central = CentralStore(tmp_path / "c.db")
+    central.add_cabinet("QH-0001", b"k" * 32)
+    answer = central.store_batch("QH-0001", json.loads(raw), raw)
+    assert answer["stored"] == [*page.ids, page.ids[0]]
+    assert [r["id"] for r in answer["rejected"]] == ["bad-1"]
+    again = wire.batch_json("b2", page.records_json[:2])
+    assert central.store_batch("QH-0001", json.loads(again), again)["stored"] == list(page.ids[:2])
+    stats = central.stats()
+    assert (stats.records, stats.duplicates) == (4, 3)
+    kept = central.records("QH-0001")
+    assert [r["id"] for r in kept] == list(page.ids)
+    assert kept[0]["body"] == {**BODY, "i": 0}
+    central.close()
