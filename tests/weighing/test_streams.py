@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from kiosk.weighing import SessionWeigher, plans_of, solve_scenario
+from kiosk.weighing.signal import ShelfTrack
 from tests.weighing.streams import CANDY, HONEY, PEPPER, RICE, TEA, Shelf, lean, scenario
 
 
@@ -226,3 +227,16 @@ def test_a_cell_that_falls_silent_just_before_the_others_settle_is_a_fault_not_a
     r = solve_scenario(scenario(shelves))
     assert r["fault"] == ["D1-S2"] and r["taken"] == {"honey": 1}  # no rice charged
     assert r["decided_s"] >= 11.0  # waited until the silence made it a dead cell
+
+
+def test_a_spike_beside_a_ringing_rest_does_not_hide_the_rest():
+    # An item put down (+735 g, still ringing), a one-sample spike, then another lifted: the
+    # shelf's rest between the two is what tells a move and a take from a single take.
+    g = [7111.0] * 30 + [7478, 8021, 7924, 7843, 8825, 7854, 7864, 7860, 7850, 7505]
+    g += [3905, 6951, 6950, 6947, 6947, 6946, 6946, 6968, 6927, 6948, 6952, 6939, 6948]
+    track = ShelfTrack("D1-S3", 1.0, 30000.0)
+    for i, x in enumerate(g):
+        track.feed(2.0 + i / 10, x + (0.5 if i % 2 else -0.5))
+    levels = [lvl - 7111.0 for _a, _b, lvl in track.rests(2.0, 7.3, sigma=0.8)]
+    assert any(abs(d - 745.0) < 15.0 for d in levels), levels
+    assert abs(levels[-1] + 165.0) < 5.0, levels
