@@ -19,7 +19,6 @@ LEVEL_SPAN_S = 4.0  # average a settled shelf over at most this much
 RANGE_BAND = 0.005  # readings within this share of capacity are at capacity
 PLATEAU_REL = 0.03  # a level seen while open may ring by this much of its distance from start
 DESPIKE_MAX_PERIOD_S = 0.15  # a one-sample excursion is a glitch when sampled this fast
-RING_MAX_G = 45.0  # ... but a residual ring never exceeds a few tens of grams
 
 
 class Status(Enum):
@@ -171,7 +170,7 @@ class ShelfTrack:
         i, n = 0, len(xs)
         while i + need <= n:
             lo = hi = xs[i]
-            tol = tol0 + min(PLATEAU_REL * abs(xs[i] - x0), RING_MAX_G)
+            tol = tol0 + PLATEAU_REL * abs(xs[i] - x0)
             j = i + 1
             while j < n and max(hi, xs[j]) - min(lo, xs[j]) <= tol:
                 lo, hi = min(lo, xs[j]), max(hi, xs[j])
