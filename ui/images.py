@@ -130,6 +130,7 @@ ICONS = (
     "arrow_down",
     "wrench",
     "clock",
+    "shelves",
 )
 
 
@@ -225,6 +226,15 @@ def _clock(d: ImageDraw.ImageDraw, n: int, c: str) -> None:
     d.line([(n * 0.5, n * 0.5), (n * 0.68, n * 0.6)], fill=c, width=n // 16)
 
 
+def _shelves(d: ImageDraw.ImageDraw, n: int, c: str) -> None:
+    """Three shelves, each with lanes of goods: the planogram."""
+    for row, y in enumerate((0.3, 0.58, 0.86)):
+        d.rectangle((n * 0.1, n * y, n * 0.9, n * (y + 0.05)), fill=c)
+        for i, x in enumerate((0.16, 0.38, 0.6)):
+            h = 0.14 + 0.04 * ((i + row) % 2)
+            d.rectangle((n * x, n * (y - h), n * (x + 0.16), n * y), outline=c, width=n // 28)
+
+
 _DRAW = {
     "card": _card,
     "code": _code,
@@ -238,6 +248,7 @@ _DRAW = {
     "arrow_down": _arrow_down,
     "wrench": _wrench,
     "clock": _clock,
+    "shelves": _shelves,
 }
 
 

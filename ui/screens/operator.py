@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 PIN_MAX = 8
 TILE_ICONS = {
     "restock": "door_open",
-    "planogram": "scale",
+    "planogram": "shelves",
     "calibrate": "scale",
     "alarms": "warn",
     "sales": "check",
@@ -136,7 +136,7 @@ class OperatorMenuScreen(_OpScreen):
         grid.bind(minimum_height=grid.setter("height"))
         for tile in vm.menu(snap, app.lang):
             t = TapPanel(
-                orientation="vertical", size_hint_y=None, height=dp(150 if app.landscape else 170)
+                orientation="vertical", size_hint_y=None, height=dp(128 if app.landscape else 170)
             )
             t.padding = dp(theme.GAP * 2)
             t.add_widget(Image(source=images.icon(TILE_ICONS[tile.page], "#B3261E")))
