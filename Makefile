@@ -55,4 +55,5 @@ format: bootstrap
 	$(VENV)/bin/ruff check --fix .
 
 bench: bootstrap
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@failed=""; for b in bench/*.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "targets missed:$$failed"; exit 1; fi

@@ -111,10 +111,14 @@ def products(catalog: dict[str, Any], copies: int = 1) -> tuple[ProductView, ...
     return tuple(out)
 
 
-# What the controller's weighing check says about D2-S3 (as in examples/cabinet.toml).
-WARNINGS = {"D2-S3": ("椰子糖 250g x4 (1060 g) / 白胡椒粉 100g x9 (1062 g)",)}
+# What the controller's weighing check says (`kiosk planogram check` on examples/cabinet.toml).
+WARNINGS = {
+    "D1-S1": ("生态大米 5kg (5020 g) / 生态大米 2.5kg x2 (5030 g)",),
+    "D2-S4": ("小鱼仔 150g (160 g) / 椰壳工艺碗 (190 g)",),
+}
 WARNINGS_EN = {
-    "D2-S3": ("Coconut candy 250 g x4 (1060 g) / White pepper powder 100 g x9 (1062 g)",)
+    "D1-S1": ("Eco rice 5 kg (5020 g) / Eco rice 2.5 kg x2 (5030 g)",),
+    "D2-S4": ("Dried small fish 150 g (160 g) / Coconut-shell craft bowl (190 g)",),
 }
 
 

@@ -229,8 +229,8 @@ def test_planogram_warnings_sit_with_their_shelf_in_the_screen_language(fx):
     snap, _ = fx["planogram"]
     zh = {r.shelf: r.warnings for r in vm.planogram_rows(snap, "zh")}
     en = {r.shelf: r.warnings for r in vm.planogram_rows(snap, "en")}
-    assert zh["D2-S3"] and zh["D2-S3"][0].startswith("椰子糖")  # no "D2-S3:" prefix
-    assert en["D2-S3"][0].startswith("Coconut candy") and not en["D1-S1"]
+    assert zh["D2-S4"] and zh["D2-S4"][0].startswith("小鱼仔")  # no "D2-S4:" prefix
+    assert en["D2-S4"][0].startswith("Dried small fish") and not en["D2-S3"]
 
 
 def test_review_cards_offer_one_item_or_what_is_left(fx):
