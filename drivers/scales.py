@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,6 +24,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 
 from drivers import scale_protocol as sp
 from drivers.lock_link import Backoff, HealthReporter
+from drivers.worker import Worker
 from kiosk.hardware import DeviceHealth, Reading, ScaleFault
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,8 @@ class ModbusScaleBus:
             url, baudrate=baud, timeout=timeout_s, retries=0, reconnect_delay=0
         )
         self._commands: queue.Queue[_Command] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("scale-bus")
+        self._stop = self._worker.stopping
         self._backoff = Backoff(first=0.1, most=2.0)
         self._on_reading: Callable[[Reading], None] = lambda r: None
         # pymodbus logs every timeout as an error; the health reports say it once.
@@ -136,18 +136,13 @@ class ModbusScaleBus:
 
     # -- ScaleBus --------------------------------------------------------------------------
     def start(self, on_reading: Callable[[Reading], None]) -> None:
-        if self._thread is not None:
+        if self._worker.running:
             raise RuntimeError("scale bus already started")
         self._on_reading = on_reading
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="scale-bus", daemon=True)
-        self._thread.start()
+        self._worker.start(self._run)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()
         self.client.close()
         self._fail_commands("scale bus stopped")
 
@@ -161,7 +156,7 @@ class ModbusScaleBus:
     def _command(self, cmd: _Command) -> None:
         if cmd.shelf not in self._by_id:
             raise ValueError(f"unknown shelf {cmd.shelf!r}")
-        if self._thread is None:  # not polling: nobody else uses the bus
+        if not self._worker.running:  # not polling: nobody else uses the bus
             self._execute(cmd)
         else:
             self._commands.put(cmd)

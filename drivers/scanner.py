@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import serial
 
 from drivers.lock_link import PORT_ERRORS, Backoff, HealthReporter
+from drivers.worker import Worker
 from kiosk.hardware import Code, DeviceHealth, classify
 
 log = logging.getLogger(__name__)
@@ -65,25 +65,16 @@ class SerialScanner:
         self.baud = baud
         self._opener = opener
         self.health = HealthReporter("scanner", on_health)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("scanner")
+        self._stop = self._worker.stopping
         self._port: Any = None
         self._backoff = Backoff(first=0.1, most=2.0)
 
     def start(self, on_code: Callable[[Code], None]) -> None:
-        if self._thread is not None:
-            raise RuntimeError("scanner already started")
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(on_code,), name="scanner", daemon=True
-        )
-        self._thread.start()
+        self._worker.start(self._run, on_code)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()
 
     def _run(self, on_code: Callable[[Code], None]) -> None:
         splitter = LineSplitter()

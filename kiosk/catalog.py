@@ -18,17 +18,14 @@ from sqlite_utils import Database
 from kiosk import clock
 from kiosk.db import transaction
 from kiosk.ids import uuid7
+from kiosk.problems import Problems
 
 SCHEMA = "kiosk.catalog/1"
 PRICE_RANGE = (1, 9_999_999)  # fen: 0.01 .. 99,999.99 yuan
 
 
-class CatalogError(Exception):
+class CatalogError(Problems):
     """A catalogue that cannot be applied; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiosk.problems import Problems
+
 if TYPE_CHECKING:  # annotations only: each handler imports what it runs, lazily
     from sqlite_utils import Database
 
@@ -27,17 +29,11 @@ class UsageError(Exception):
     """Bad input from the person at the terminal: printed, exit 2."""
 
 
-class Problems(Exception):
-    """A file with problems (configuration, catalogue): one line each on stderr, exit 2."""
-
-    def __init__(self, problems: Sequence[str]):
-        super().__init__(f"{len(problems)} problem(s)")
-        self.problems = list(problems)
-
-
 # -- Step 1: configuration, database, catalogue -----------------------------------------------
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    cfg = _checked_config(args.file)
+    from kiosk import config
+
+    cfg = config.load(args.file)  # a ConfigError: ``main`` lists its problems, exit 2
     print(
         f"{Path(args.file).name}: ok (cabinet {cfg.cabinet.id}, {len(cfg.doors)} doors, "
         f"{len(cfg.shelves)} shelves)"
@@ -61,16 +57,6 @@ def _load_config(path: str) -> Config:
         return config.load(path)
     except config.ConfigError as e:
         raise UsageError("bad configuration:\n" + "\n".join(e.problems)) from None
-
-
-def _checked_config(path: str) -> Config:
-    """For the commands whose job is the configuration: its problems alone, one a line."""
-    from kiosk import config
-
-    try:
-        return config.load(path)
-    except config.ConfigError as e:
-        raise Problems(e.problems) from None
 
 
 def _open_existing(args: argparse.Namespace) -> Database:
@@ -125,11 +111,8 @@ def _cmd_catalog_import(args: argparse.Namespace) -> int:
     from kiosk import catalog
     from kiosk import db as kdb
 
-    try:
-        cat = catalog.load_catalog_file(args.file)
-        version = catalog.apply_catalog(kdb.open_db(_db_path(args)), cat, source=args.file)
-    except catalog.CatalogError as e:
-        raise Problems(e.problems) from None
+    cat = catalog.load_catalog_file(args.file)  # a CatalogError: ``main`` lists its problems
+    version = catalog.apply_catalog(kdb.open_db(_db_path(args)), cat, source=args.file)
     print(f"catalogue version {version} in force: {len(cat.products)} products")
     return 0
 
@@ -230,9 +213,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from kiosk import config
     from simulators.cabinet import SimulatedCabinet
 
-    cfg = _checked_config(args.config)
+    cfg = config.load(args.config)  # a ConfigError: ``main`` lists its problems
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -501,9 +485,10 @@ def _cmd_weigh(args: argparse.Namespace) -> int:
 def _cmd_planogram_check(args: argparse.Namespace) -> int:
     import json
 
+    from kiosk import config
     from kiosk.weighing import LaneStock, ShelfPlan, planogram_warnings
 
-    cfg = _checked_config(args.config)
+    cfg = config.load(args.config)  # a ConfigError: ``main`` lists its problems
     path = Path(args.catalog) if args.catalog else cfg.simulator.catalog
     if path is None:
         raise UsageError("no catalogue: give --catalog FILE or [simulator] catalog in the config")
@@ -693,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"kiosk: {e}", file=sys.stderr)
         return 2
-    except Problems as e:
+    except Problems as e:  # a configuration or catalogue file: every problem, one a line
         for line in e.problems:
             print(line, file=sys.stderr)
         return 2

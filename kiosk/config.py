@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from kiosk.problems import Problems
+
 LOCK_PROTOCOLS = ("8a80", "kerong_cu")
 # Addressing limits per lock protocol (hardware.md sections 1 and 2).
 BOARD_RANGE = {"8a80": (1, 32), "kerong_cu": (0, 15)}
@@ -23,12 +25,8 @@ LOCK_RANGE = {"8a80": (1, 24), "kerong_cu": (1, 16)}
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
-class ConfigError(Exception):
+class ConfigError(Problems):
     """A configuration that cannot be used; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)
