@@ -94,7 +94,7 @@ class Settings:
 @dataclass
 class _InFlight:
     sent_at: float
-    last_seq: int
+    span: store.Span
 
 
 @dataclass
@@ -287,7 +287,7 @@ class Agent:
             if not self.mqtt.publish("up", wire.batch_json(bid, page.records_json)):
                 return
             self.cursor = page.last_seq
-            self.inflight[bid] = _InFlight(now, page.last_seq)
+            self.inflight[bid] = _InFlight(now, page.span())
             self.counters.batches_sent += 1
             self.backlog_estimate = max(self.backlog_estimate, len(page.ids))
 
@@ -316,10 +316,13 @@ class Agent:
             )  # a refusal is an answer too: _on_acks notes the contact
         self.http_backoff.reset()
         self.counters.via_http += 1
-        self._on_acks([ack])
+        self._on_acks([ack], {bid: page.span()})
 
-    def _on_acks(self, acks: list[wire.Ack]) -> None:
-        delivered, dead = store.mark_acked(self.db, acks)
+    def _on_acks(self, acks: list[wire.Ack], sent: dict[str, store.Span] | None = None) -> None:
+        """``sent``: the batches the acks answer (by default those in flight on MQTT)."""
+        if sent is None:
+            sent = {bid: f.span for bid, f in self.inflight.items()}
+        delivered, dead = store.mark_acked(self.db, acks, sent)
         self.counters.delivered += delivered
         self.counters.dead += dead
         for ack in acks:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,12 +96,27 @@ _PAGE = (
 
 
 @dataclass(frozen=True)
+class Span:
+    """The records a batch carries, by id: all those pending from ``first_seq`` to
+    ``last_seq`` when read."""
+
+    first_seq: int
+    last_seq: int
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Page:
     """Pending records for one batch: their ids and their wire JSON texts, oldest first."""
 
+    first_seq: int
     last_seq: int
     ids: tuple[str, ...]
     records_json: tuple[str, ...]
+
+    def span(self) -> Span:
+        """What to keep of a batch in flight (the texts are not needed for its ack)."""
+        return Span(self.first_seq, self.last_seq, self.ids)
 
 
 def next_page(db: Database, after_seq: int, max_records: int, max_bytes: int) -> Page | None:
@@ -120,12 +135,15 @@ def next_page(db: Database, after_seq: int, max_records: int, max_bytes: int) ->
             break
         n += 1
     del rows[n:]
-    return Page(rows[-1][0], tuple(r[1] for r in rows), tuple(r[2] for r in rows))
+    return Page(rows[0][0], rows[-1][0], tuple(r[1] for r in rows), tuple(r[2] for r in rows))
 
 
-def mark_acked(db: Database, acks: list[wire.Ack]) -> tuple[int, int]:
+def mark_acked(
+    db: Database, acks: list[wire.Ack], sent: Mapping[str, Span] | None = None
+) -> tuple[int, int]:
     """Apply the centre's acks (one transaction for all that arrived together): stored ->
-    delivered; rejected -> dead letter with an event.
+    delivered; rejected -> dead letter with an event. ``sent``: the spans of the batches
+    answered, by batch id.
 
     Returns (delivered, dead) counts of records that were still pending.
     """
@@ -133,13 +151,7 @@ def mark_acked(db: Database, acks: list[wire.Ack]) -> tuple[int, int]:
     delivered = dead = 0
     with tx(db):
         for ack in acks:
-            before = db.conn.total_changes
-            db.conn.executemany(
-                "UPDATE outbox SET state = 'delivered', batch = ?, delivered_at = ? "
-                "WHERE id = ? AND state = 'pending'",
-                [(ack.batch, now, i) for i in ack.stored],
-            )
-            delivered += db.conn.total_changes - before
+            delivered += _mark_delivered(db, ack, (sent or {}).get(ack.batch), now)
             for r in ack.rejected:
                 cur = db.execute(
                     "UPDATE outbox SET state = 'dead', batch = ?, why = ? "
@@ -150,6 +162,26 @@ def mark_acked(db: Database, acks: list[wire.Ack]) -> tuple[int, int]:
                     dead += 1
                     add_event(db, "dead letter", {"record": r.id, "why": r.why})
     return delivered, dead
+
+
+def _mark_delivered(db: Database, ack: wire.Ack, span: Span | None, now: str) -> int:
+    """Stored -> delivered: the batch's seq range in one statement when the ack names all of
+    it (the usual case; a record never goes back to pending, so the pending ones in the range
+    are the batch's own), else id by id."""
+    if span is not None and ack.stored == span.ids:
+        cur = db.conn.execute(
+            "UPDATE outbox SET state = 'delivered', batch = ?, delivered_at = ? "
+            "WHERE state = 'pending' AND seq BETWEEN ? AND ?",
+            (ack.batch, now, span.first_seq, span.last_seq),
+        )
+        return cur.rowcount
+    before = db.conn.total_changes
+    db.conn.executemany(
+        "UPDATE outbox SET state = 'delivered', batch = ?, delivered_at = ? "
+        "WHERE id = ? AND state = 'pending'",
+        [(ack.batch, now, i) for i in ack.stored],
+    )
+    return db.conn.total_changes - before
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,23 @@ def test_centre_stores_each_id_once_with_the_body_sent(tmp_path):
     assert [r["id"] for r in kept] == list(page.ids)
     assert kept[0]["body"] == {**BODY, "i": 0}
     central.close()
+
+
+def test_acks_mark_delivered_only_the_records_they_name(tmp_path):
+    _backlog(tmp_path / "k.db", 6)
+    db = store.open_db(tmp_path / "k.db")
+    first = store.next_page(db, 0, 3, 1_000_000)
+    second = store.next_page(db, first.last_seq, 3, 1_000_000)
+    sent = {"b1": first.span(), "b2": second.span()}
+    whole = wire.Ack("b1", first.ids, ())
+    part = wire.Ack("b2", second.ids[:1], (wire.Rejected(second.ids[2], "bad total"),))
+    assert store.mark_acked(db, [whole, part], sent) == (4, 1)
+    states = dict(db.execute("SELECT id, state FROM outbox").fetchall())
+    assert [states[i] for i in (*first.ids, *second.ids)] == [
+        *["delivered"] * 4,
+        "pending",
+        "dead",
+    ]
+    assert store.mark_acked(db, [whole], sent) == (0, 0)  # a duplicate ack counts nothing
+    pending = db.execute("SELECT id, type FROM outbox WHERE state = 'pending'").fetchall()
+    assert pending[0] == (second.ids[1], "sale") and [t for _, t in pending[1:]] == ["event"]
