@@ -48,8 +48,16 @@ class Cab:
         self.wait(lambda s: s.state == "idle", what="idle")
         res = self.ctl.submit(I.Scan(code, door=door))
         assert res.ok, res
-        self.wait(lambda s: s.state == "open", what="door unlatched")
-        assert self.c.pull(door)
+        self.pull(door)
+
+    def pull(self, door="D1", what="door open"):
+        """The customer holds the handle, so the door swings open the moment the lock lets go
+        (a pulsed latch nobody pulls relocks after 3 s, which a loaded machine can miss)."""
+        end = time.monotonic() + 12.0
+        while not self.c.pull(door):
+            assert time.monotonic() < end, "the lock never let go"
+            time.sleep(0.02)
+        return self.wait(lambda s: s.state == "open", what=what)
 
     def close(self, door="D1"):
         self.c.push(door)
@@ -129,8 +137,7 @@ def test_payment_code_through_the_scanner(cab):
     c = cab(payments=port)
     c.wait(lambda s: s.state == "idle")
     c.c.scan(PAY_CODE)
-    c.wait(lambda s: s.state == "open", what="door open after a scanned payment code")
-    c.c.pull("D1")
+    c.pull("D1", "door open after a scanned payment code")
     c.c.take("D1-S2", "hs-honey-500g")
     c.close()
     r = c.receipt()
@@ -161,9 +168,8 @@ def test_session_authorized_inbox_row_opens_the_door(cab):
     authorized("in-0", "c-76", "s-made-up")
     c.wait(lambda s: s.refusal == "code_expired", what="made-up code refused")
     authorized("in-1", "c-77", nonce)
-    c.wait(lambda s: s.state == "open", what="open from the inbox")
+    c.pull("D1", "open from the inbox")
     assert c.ctl.snapshot().scan_url is None  # the idle screen (and its code) is gone
-    c.c.pull("D1")
     c.c.take("D1-S3", "zr-chili-sauce")
     c.close()
     r = c.receipt()
@@ -254,8 +260,7 @@ def test_operator_restock_calibrate_refund_and_lockout(cab):
     assert adj == [(2400, sale)]
     # restock D1: two bags of rice in
     assert c.ctl.submit(I.OpenDoorForRestock("D1")).ok
-    c.wait(lambda s: s.state == "open", what="restock door")
-    c.c.pull("D1")
+    c.pull("D1", "restock door")
     c.c.stock("D1-S1", "zr-rice-5kg", 6)
     snap = c.wait(lambda s: s.restock is not None, what="restock lanes")
     assert {ln.sku for ln in snap.restock.lanes} >= {"zr-rice-5kg", "hs-honey-500g"}
@@ -415,8 +420,7 @@ def test_restock_counts_come_from_the_weight(cab):
     c.wait(lambda s: s.state == "idle")
     assert c.ctl.submit(I.OperatorLogin(card=OPERATOR_CARD, pin=PIN)).ok
     assert c.ctl.submit(I.OpenDoorForRestock("D1")).ok
-    c.wait(lambda s: s.state == "open", what="restock door")
-    assert c.c.pull("D1")
+    c.pull("D1", "restock door")
     c.c.put("D1-S2", "hs-honey-500g", 2)  # 6 -> 8, set down by hand (impact, then settling)
 
     def settled(s: S.Snapshot) -> bool:

@@ -110,12 +110,14 @@ class FakeDevice:
 class PtyRelay:
     """Copies bytes both ways between two pty masters (the controller's and a server's).
 
-    ``silent`` drops everything the server says.
+    ``silent`` drops everything the server says; ``late_s`` holds each of its answers back
+    that long (a transmitter answering after the master has given up on it).
     """
 
     def __init__(self, front: PtyPort, back: PtyPort):
         self.front, self.back = front, back
         self.silent = False
+        self.late_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -137,6 +139,8 @@ class PtyRelay:
                     continue
                 if fd == back and self.silent:
                     continue
+                if fd == back and self.late_s:
+                    time.sleep(self.late_s)
                 with contextlib.suppress(OSError):
                     os.write(back if fd == front else front, data)
 

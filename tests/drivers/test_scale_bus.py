@@ -216,6 +216,23 @@ def test_silent_transmitter_gives_timeouts_then_recovers(bus_rig):
         time.sleep(0.02)
 
 
+def test_late_answers_do_not_desynchronise_the_bus(bus_rig):
+    """An answer that arrives after its timeout must not be taken as the next shelf's: the
+    bus waits for the line to fall quiet, else every later poll reads the answer before."""
+    _, _, got, _, relay, _ = bus_rig
+    got.wait_for(lambda r: r.grams is not None)
+    relay.late_s = 0.08  # the timeout is 0.05
+    got.wait_for(lambda r: r.fault == "timeout", timeout=2)
+    time.sleep(0.3)
+    relay.late_s = 0.0
+    got.wait_for(lambda r: r.shelf == "A" and r.grams == 2468.0, timeout=2)
+    n0 = len(got.readings)
+    time.sleep(0.5)
+    recent = got.readings[n0:]
+    assert len(recent) > 10
+    assert all(r.fault is None for r in recent), [r.fault for r in recent]
+
+
 def test_unplugged_bus_reports_offline_and_recovers(bus_rig):
     bus, shelves, got, health, _, front = bus_rig
     got.wait_for(lambda r: r.grams is not None)

@@ -72,6 +72,7 @@ class Flow(GraphicUnitTest):
                 and all(s.grams is not None for s in self.app.snap.shelves)
             ),
             "the idle wall, every shelf read",
+            timeout=30.0,  # seven shelves polled while the rest of the suite loads the machine
         )
         self.frames(5)  # layouts settle before anything is tapped
         return self.app
@@ -87,17 +88,34 @@ class Flow(GraphicUnitTest):
             if pred():
                 return
             time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}; on {self.screen}: {self.texts()}")
+        raise AssertionError(
+            f"timed out waiting for {what}; on {self.screen}: {self.texts()}; {self.diagnosis()}"
+        )
+
+    def diagnosis(self) -> str:
+        """What the controller and the simulator know, for a failure message."""
+        now = self.ctl.clock()
+        last = {s: (round(now - r.t, 2), r.grams, r.fault) for s, r in self.ctl.last.items()}
+        snap = self.ctl.snapshot()
+        doors = self.hw.command("state")["doors"]
+        return (
+            f"state={snap.state} session={snap.session} refusal={snap.refusal} doors={doors} "
+            f"oos={self.ctl.oos} faults={self.ctl.shelf_fault} last(age, g, fault)={last}"
+        )
 
     def until_screen(self, name: str, timeout: float = 15.0) -> None:
         self.until(lambda: self.screen == name, f"screen {name}", timeout)
         self.frames()
 
     def pull(self, door: str = "D1") -> None:
-        """The customer pulls the door as soon as its lock lets go (the latch closes again)."""
-        self.until(
-            lambda: self.ctl.snapshot().state == "open" and self.hw.pull(door), "the door pulled"
-        )
+        """The customer holds the handle, so the door swings open the moment its lock lets go
+        (a pulsed latch nobody pulls relocks after 3 s, which a loaded machine can miss)."""
+        # No frames drawn meanwhile: on a loaded machine a frame can outlast the 3 s.
+        end = time.monotonic() + 15.0
+        while not self.hw.pull(door):
+            assert time.monotonic() < end, f"the lock never let go; {self.diagnosis()}"
+            time.sleep(0.02)
+        self.until(lambda: self.ctl.snapshot().state == "open", "the controller to see it open")
 
     # -- the screen --
     @property
