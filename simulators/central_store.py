@@ -37,9 +37,14 @@ CREATE TABLE IF NOT EXISTS scans(cabinet TEXT, nonce TEXT, account TEXT, cmd_id 
 """
 
 
-# Each record's id and body text as in the batch (a body that is not an object gives a
-# NULL/other text and is caught by ``wire.check_record`` first).
-_BODIES = "SELECT value ->> 'id', value -> 'body' FROM json_each(?, '$.records')"
+# Each record's id, body text and member count as in the batch, and the batch's member count
+# (a body that is not an object gives a NULL/other text and is caught by ``wire.check_record``
+# first). SQLite reads the first of two equal keys and Python the last: the counts tell when a
+# text has such keys, and then Python's reading, the one checked, is stored.
+_BODIES = (
+    "SELECT value ->> 'id', value -> 'body', (SELECT count(*) FROM json_each(value)),"
+    " (SELECT count(*) FROM json_each(?1)) FROM json_each(?1, '$.records')"
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ class CentralStore:
         if not isinstance(bid, str) or not isinstance(records, list):
             raise ValueError("a batch is {batch, records}")
         now = wire.now_iso()
-        bodies = self._body_texts(raw, len(records))
+        bodies = self._body_texts(raw, len(records), len(batch))
         rejected: list[dict[str, str]] = []
         fresh: list[tuple[Any, ...]] = []
         for k, r in enumerate(records):
@@ -117,7 +122,7 @@ class CentralStore:
                     rejected.append({"id": rid, "why": why})
                 continue
             body = bodies[k] if bodies else None
-            if body is None or body[0] != r["id"]:  # SQLite read the record otherwise: re-encode
+            if body is None or body[0] != r["id"] or body[2] != len(r):  # read otherwise
                 text = json.dumps(r["body"], ensure_ascii=False)
             else:
                 text = body[1]
@@ -151,8 +156,9 @@ class CentralStore:
                     )
         return answer
 
-    def _body_texts(self, raw: bytes | None, n: int) -> list[tuple[Any, str]] | None:
-        """(id, body JSON text) of each record in ``raw``, cut out by SQLite; None without."""
+    def _body_texts(self, raw: bytes | None, n: int, keys: int) -> list[tuple[Any, ...]] | None:
+        """(id, body JSON text, member count) of each of the ``n`` records in ``raw``, cut out
+        by SQLite; None without, or when the batch (``keys`` members) reads otherwise there."""
         if raw is None:
             return None
         try:
@@ -160,7 +166,7 @@ class CentralStore:
                 rows = self._reader.execute(_BODIES, (raw.decode(),)).fetchall()
         except (sqlite3.Error, UnicodeDecodeError):
             return None
-        return rows if len(rows) == n else None
+        return rows if len(rows) == n and (not rows or rows[0][3] == keys) else None
 
     def stats(self) -> Stats:
         with self._tx() as db:

@@ -65,6 +65,23 @@ def test_centre_stores_each_id_once_with_the_body_sent(tmp_path):
     central.close()
 
 
+def test_centre_stores_the_body_it_checked_when_a_key_comes_twice(tmp_path):
+    """JSON with a key twice reads differently in SQLite (first) and Python (last): the body
+    stored must be the one the centre checked and answered for."""
+    rec = '{"id":"r-1","seq":1,"type":"event","at":"2026-11-28T10:00:00.000Z",'
+    first, last = '"body":{"kind":"door_forced"}', '"body":{"kind":"scale_fault"}'
+    batches = {
+        "record": f'{{"batch":"b1","records":[{rec}{first},{last}}}]}}',
+        "batch": f'{{"batch":"b2","records":[{rec}{first}}}],"records":[{rec}{last}}}]}}',
+    }
+    for where, raw in batches.items():
+        central = CentralStore(tmp_path / f"{where}.db")
+        central.add_cabinet("QH-0001", b"k" * 32)
+        assert central.store_batch("QH-0001", json.loads(raw), raw.encode())["stored"] == ["r-1"]
+        assert central.records("QH-0001")[0]["body"] == {"kind": "scale_fault"}, where
+        central.close()
+
+
 def test_acks_mark_delivered_only_the_records_they_name(tmp_path):
     _backlog(tmp_path / "k.db", 6)
     db = store.open_db(tmp_path / "k.db")
