@@ -36,6 +36,7 @@ from kiosk.controller.authorising import Authorising
 from kiosk.controller.device_health import DeviceHealthLog, HealthChange
 from kiosk.controller.door_session import DoorSession
 from kiosk.controller.inbound import Inbound
+from kiosk.controller.learning import Learning
 from kiosk.controller.live import (
     EXPIRY_EVERY_S,
     HOUSEKEEPING_EVERY_S,
@@ -73,6 +74,7 @@ class Controller(
     Authorising,
     DoorSession,
     Settlement,
+    Learning,
     ShelfPlans,
     StockChecks,
     Inbound,
@@ -149,6 +151,7 @@ class Controller(
         self._next_expiry = 0.0
         self._static: dict[str, Any] = {}
         self._products: dict[str, journal.ProductInfo] = {}
+        self._to_learn = []
         self.scan_codes = None
         self._held: deque[Any] = deque()  # items set aside while an intent waited for readings
         self._devices: dict[str, dict[str, Any]] | None = None  # loaded on the first report
@@ -308,6 +311,7 @@ class Controller(
             and self.state in READY
         ):
             self._logout("idle")
+        self._learn_when_still(now)
         if now >= self._next_inbox:
             self._next_inbox = now + INBOX_EVERY_S
             self._poll_inbox()

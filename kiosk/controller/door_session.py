@@ -102,6 +102,7 @@ class DoorSession(Base):
         at = wall.now_iso()
         live.catalog_version = journal.catalog_version(self.db)
         live.prices = self._prices_at(live.door, live.started_at)
+        self._learn_when_still(self.clock(), door=live.door)  # before the baseline moves on
         live.baseline = {}
         for s in self.cfg.shelves_of(live.door):
             recent = [r.grams for r in self.ring.get(s.id, ()) if r.grams is not None]

@@ -29,6 +29,7 @@ class Settlement(Base):
         v = live.verdict
         at = wall.now_iso()
         review = live.review
+        learnable = False  # the weights are known right: they may teach unit weights
         if v is None:  # nothing to weigh from (no weigher): nothing charged
             basket_taken: dict[str, int] = {}
             moves: tuple = ()
@@ -54,6 +55,7 @@ class Settlement(Base):
                 )
             faults = tuple(v.fault)
             confidence = float(v.confidence)
+            learnable = not v.uncertain or (basket is not None and live.choice is not None)
         basket_taken = {k: n for k, n in basket_taken.items() if n > 0}
         items = []
         for sku, qty in sorted(basket_taken.items()):
@@ -151,6 +153,8 @@ class Settlement(Base):
                 {**journal.session_body(self.db, live.id), **({"sale": sale_id} if items else {})},
                 at,
             )
+        if learnable:  # recorded: its shelves may teach unit weights once still
+            self._learn_from_sale(live, basket_taken, moves, (*foreign, *faults))
         if items:
             self.receipt = self._receipt(sale_id, live, items, total, status, review, at)
         else:
@@ -165,6 +169,7 @@ class Settlement(Base):
             if not self._still_open(live.id):
                 return
             changed = []
+            before = {(ln.shelf, ln.sku): ln.count for ln in self._door_lanes(live.door)}
             if live.kind == "restock":
                 changed = self._apply_counts(live, at)
                 self._outbox_inventory(live.id, "restock", changed, at)
@@ -179,6 +184,7 @@ class Settlement(Base):
                 self.db, live.id, state="finished", finished_at=at, outcome=live.kind
             )
             journal.outbox(self.db, "session", journal.session_body(self.db, live.id), at)
+        self._learn_from_restock(live, before, changed)  # recorded: once its shelves are still
         self.receipt = None
 
     # -- payments --------------------------------------------------------------------------------

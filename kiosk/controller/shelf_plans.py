@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kiosk import clock as wall
-from kiosk import journal
+from kiosk import journal, unit_weights
 from kiosk.controller.base import Base
 
 log = logging.getLogger("kiosk.controller")
@@ -33,12 +33,11 @@ def _take_text(take: Sequence[tuple[str, int]], name: Callable[[str], str]) -> s
 
 class ShelfPlans(Base):
     def _unit_weight(self, sku: str) -> tuple[float, float]:
-        """Grams and sd of one unit: learned on this cabinet, else the catalogue's."""
+        """Grams and sd of one unit: learned on this cabinet (the sd also carries what is
+        still unknown about the mean), else the catalogue's. The weigher, the planogram check
+        and restock counts all use it."""
         p = self._products[sku]
-        uw = self.db.conn.execute(
-            "SELECT mean_g, sd_g FROM unit_weights WHERE sku = ?", (sku,)
-        ).fetchone()
-        return (float(uw[0]), float(uw[1])) if uw else (float(p.unit_g), float(p.unit_sd_g))
+        return unit_weights.unit(self.db.conn, sku, float(p.unit_g), float(p.unit_sd_g))
 
     def _shelf_warnings(self, shelf: str, skus: Sequence[str]) -> tuple[list[str], list[str]]:
         """The weighing warnings for these lanes on ``shelf``: texts naming the products

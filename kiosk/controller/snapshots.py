@@ -192,15 +192,7 @@ class Snapshots(Base):
         out = []
         for s in self.cfg.shelves_of(live.door):
             mine = [ln for ln in lanes if ln.shelf == s.id and ln.sku in self._products]
-            units = [
-                restock.LaneUnit(
-                    ln.sku,
-                    ln.count,
-                    self._products[ln.sku].unit_g,
-                    self._products[ln.sku].unit_sd_g,
-                )
-                for ln in mine
-            ]
+            units = [restock.LaneUnit(ln.sku, ln.count, *self._unit_weight(ln.sku)) for ln in mine]
             base = (live.baseline.get(s.id) or {}).get("g")
             now_r = self.last.get(s.id)
             counted = None
