@@ -70,8 +70,7 @@ def test_restock_and_sales_teach_the_real_weight(sim_cabinet, sim_control):
         # the operator sets four jars down and counts every lane of the shelf
         assert c.ctl.submit(I.OperatorLogin(card=OPERATOR_CARD, pin=PIN)).ok
         assert c.ctl.submit(I.OpenDoorForRestock("D1")).ok
-        c.wait(lambda s: s.state == "open", what="restock door")
-        assert c.c.pull("D1")
+        c.pull("D1", "restock door")
         seen = c.c.put("D1-S2", HONEY, 4)
         counts = (I.LaneCount("D1-S2", HONEY, 10), I.LaneCount("D1-S2", OIL, 4))
         assert c.ctl.submit(I.ConfirmCounts("D1", counts)).ok
