@@ -431,6 +431,14 @@ def set_setting(db: Database, key: str, value: str | None) -> None:
     )
 
 
+LAST_CONTACT = "last_contact"  # settings key: when the centre last answered (the sync screen)
+
+
+def note_contact(db: Database, at: str) -> None:
+    """The centre answered (the sync agent, or the controller's payment port) at ``at``."""
+    set_setting(db, LAST_CONTACT, at)
+
+
 # -- init from a configuration ----------------------------------------------------------------
 SEEDED_KEY = "lanes_seeded_at"
 

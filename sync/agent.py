@@ -41,6 +41,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from kiosk import clock, logs, wire
+from kiosk import db as kdb
 from kiosk.config import Central, Config
 from sync import apply, store
 from sync.backoff import Backoff
@@ -49,8 +50,7 @@ from sync.mqtt_link import MqttLink, parse_url
 
 log = logging.getLogger("kiosk.sync")
 
-LAST_CONTACT = "last_contact"  # settings key: when the centre last answered (the sync screen)
-CONTACT_EVERY_S = 5.0  # at most one write of it this often, however fast acks arrive
+CONTACT_EVERY_S = 5.0  # at most one ``last_contact`` write this often, however fast acks arrive
 
 
 @dataclass(frozen=True)
@@ -343,7 +343,7 @@ class Agent:
         self.contact_noted = now
         try:
             with store.tx(self.db):
-                store.put_setting(self.db, LAST_CONTACT, clock.now_iso())
+                kdb.note_contact(self.db, clock.now_iso())
         except (store.StorageFull, sqlite3.Error) as e:
             self._note(f"last contact not saved: {e}")
 

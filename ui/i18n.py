@@ -282,7 +282,7 @@ ALARM_KINDS: dict[str, tuple[str, str]] = {
     "expiring": ("{device} 商品即将过期", "Goods expiring on {device}"),
     "expired": ("{device} 商品已过期", "Goods expired on {device}"),
     "storage_low": ("存储空间不足", "Storage low"),
-    "scanner_offline": ("扫码器无响应", "Scanner not answering"),
+    "scanner_fault": ("扫码器故障", "Scanner faulty"),
 }
 
 

@@ -181,6 +181,8 @@ class Authorising(Base):
         self._fire(Ev.AUTH_OK)
 
     def _on_auth_answer(self, a: AuthAnswer) -> None:
+        if not a.offline:
+            self._heard_from_centre()
         live = self.live
         if live is None or live.id != a.session or self.state != St.AUTHORISING:
             if a.ok and a.auth_id and self.payments is not None:

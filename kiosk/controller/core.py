@@ -33,7 +33,7 @@ from kiosk import intents as I
 from kiosk import snapshot as S
 from kiosk.config import Config
 from kiosk.controller.authorising import Authorising
-from kiosk.controller.device_health import DeviceHealthLog, HealthChange
+from kiosk.controller.device_health import DOWN_FOR_S, DeviceHealthLog, HealthChange
 from kiosk.controller.door_session import DoorSession
 from kiosk.controller.inbound import Inbound
 from kiosk.controller.learning import Learning
@@ -97,6 +97,7 @@ class Controller(
         now: Callable[[], datetime] = wall.now,
         on_reboot: Callable[[], None] | None = None,
         min_free_bytes: int = MIN_FREE_BYTES,
+        device_down_s: float = DOWN_FOR_S,
     ):
         self.cfg = config
         self.db_path = Path(db_path)
@@ -109,6 +110,7 @@ class Controller(
         self.key = key
         self.on_reboot = on_reboot
         self.min_free_bytes = min_free_bytes
+        self.device_down_s = device_down_s
         self._weigher_factory = weigher_factory
         self.tz = config.cabinet.timezone
         self._q: queue.Queue[Any] = queue.Queue()
@@ -155,6 +157,7 @@ class Controller(
         self.scan_codes = None
         self._held: deque[Any] = deque()  # items set aside while an intent waited for readings
         self._devices: dict[str, dict[str, Any]] | None = None  # loaded on the first report
+        self._outages = {}
 
     # == public API ================================================================================
     def start(self, wait_s: float = 15.0) -> None:
@@ -312,6 +315,7 @@ class Controller(
         ):
             self._logout("idle")
         self._learn_when_still(now)
+        self._check_outages(now)
         if now >= self._next_inbox:
             self._next_inbox = now + INBOX_EVERY_S
             self._poll_inbox()

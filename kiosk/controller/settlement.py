@@ -4,6 +4,7 @@ one transaction, and the payment capture."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -193,12 +194,23 @@ class Settlement(Base):
         if self.payments is None:
             return None
         try:
-            return bool(self.payments.capture(auth_id, amount))
+            captured = bool(self.payments.capture(auth_id, amount))
         except PaymentOffline:
             return None
         except Exception:
             log.exception("capture")
             return None
+        self._heard_from_centre()
+        return captured
+
+    def _heard_from_centre(self) -> None:
+        """The payment port got the centre's answer (a refusal too): note it as the sync agent
+        does. Losing the note costs the sync screen a timestamp, never a sale."""
+        try:
+            with kdb.transaction(self.db):
+                kdb.note_contact(self.db, wall.now_iso())
+        except sqlite3.Error as e:
+            log.warning("last contact not saved: %s", e)
 
     def _keep_capture(self, auth_id: str, session: str, amount: int, at: str) -> None:
         self.db.conn.execute(

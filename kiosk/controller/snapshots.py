@@ -57,7 +57,7 @@ class Snapshots(Base):
         backlog = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
         dead = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
         last = db.execute("SELECT MAX(delivered_at) FROM outbox").fetchone()[0]
-        last = kdb.get_setting(self.db, "last_contact", last) or last
+        last = kdb.get_setting(self.db, kdb.LAST_CONTACT, last) or last
         self._static["sync"] = S.SyncView(backlog, dead, last, journal.catalog_version(self.db))
         lo, hi = auth.day_bounds(self._today(), self.tz)
         c, tot = db.execute(

@@ -147,7 +147,13 @@ def shelf_loads(cfg: config.Config) -> dict[str, float]:
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, payments=None, limits: dict[str, float] | None = None):
+    def __init__(
+        self,
+        tmp_path: Path,
+        payments=None,
+        limits: dict[str, float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         from kiosk.controller import Controller
 
         text = (EXAMPLES / "cabinet.toml").read_text(encoding="utf-8")
@@ -170,6 +176,7 @@ class Rig:
             self.scales,
             None,
             payments,
+            clock,
             key=KEY,
         )
         self.ctl = self.make()

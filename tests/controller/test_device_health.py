@@ -85,3 +85,70 @@ def test_a_failed_health_write_does_not_disturb_a_sale(rig, caplog):
     assert r.query("SELECT total_fen FROM sales") == [(6800,)]
     assert devices(r) == {}
     assert "device health not saved (scanner)" in caplog.text
+
+
+class Skewed:
+    """The controller's clock, run forward by the test: an outage lasts without waiting it."""
+
+    def __init__(self) -> None:
+        self.skew = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skew
+
+    def advance(self, s: float) -> None:
+        self.skew += s
+
+
+def events(r, kind: str) -> list[tuple]:
+    return r.query(
+        "SELECT device, severity, alarm, acked_at, detail_json FROM events WHERE kind = ?"
+        " ORDER BY at",
+        (kind,),
+    )
+
+
+def wait_rows(r, kind: str, n: int, what: str) -> list[tuple]:
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        rows = events(r, kind)
+        if len(rows) >= n:
+            return rows
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}: {events(r, kind)}")
+
+
+def report(r, device: str, ok: bool) -> None:
+    """A driver's report, waited for until the controller has handled it."""
+    r.ctl.on_health(DeviceHealth(device, ok, "" if ok else "no answer"))
+    wait_devices(r, lambda d: d.get(device, {}).get("ok") is ok, f"{device} ok={ok}")
+
+
+def test_a_device_down_for_long_raises_one_alarm_and_its_recovery_is_recorded(rig):
+    clk = Skewed()
+    r = rig(clock=clk)
+    report(r, "scanner", False)
+    clk.advance(2)  # a glitch: telemetry only
+    report(r, "scanner", True)
+    report(r, "scale:D1-S2", False)
+    clk.advance(12)
+    [(shelf, severity, alarm, acked, detail)] = wait_rows(r, "scale_fault", 1, "scale alarm")
+    assert (shelf, severity, alarm, acked) == ("D1-S2", "alarm", 1, None)
+    assert json.loads(detail)["device"] == "scale:D1-S2"
+    assert events(r, "scanner_fault") == []  # ticks ran after the 2 s outage and raised nothing
+    r.wait(lambda s: [(a.kind, a.device) for a in s.alarms] == [("scale_fault", "D1-S2")])
+
+    report(r, "scale:D1-S2", True)
+    [(shelf, severity, alarm, _, detail)] = wait_rows(r, "device_recovered", 1, "recovery")
+    assert (shelf, severity, alarm) == ("D1-S2", "info", 0)
+    assert json.loads(detail)["alarm"] == "scale_fault"
+    assert events(r, "scale_fault")[0][3] is None  # still for the operator to acknowledge
+
+    # down again while that alarm is unacknowledged; a lock line goes down with it, so its alarm
+    # shows the tick has looked at both outages
+    report(r, "scale:D1-S2", False)
+    report(r, f"locks:{r.cfg.door('D2').url}", False)
+    clk.advance(12)
+    [(door, *_)] = wait_rows(r, "lock_fault", 1, "lock alarm")
+    assert door == "D2"  # named as the door watcher names a line's fault
+    assert len(events(r, "scale_fault")) == 1

@@ -23,15 +23,20 @@ PAY_CODE = "284567890123456789"  # Alipay (prefix 28)
 class Cab:
     """SimulatedCabinet + drivers + Controller, with snapshot waits."""
 
-    def __init__(self, sim, control, payments=None):
+    def __init__(self, sim, control, payments=None, **controller_kw):
         from kiosk.cli import open_devices
         from kiosk.controller import Controller
+        from kiosk.controller.device_health import HealthRelay
 
         self.sim, self.c, self.cfg = sim, control, sim.config
         self.db_path = self.cfg.database
         prepare_db(self.db_path, self.cfg)
-        locks, scales, scanner = open_devices(self.cfg)
-        self.ctl = Controller(self.cfg, self.db_path, locks, scales, scanner, payments, key=KEY)
+        health = HealthRelay()  # wired as ``kiosk run`` wires it
+        locks, scales, scanner = open_devices(self.cfg, health)
+        self.ctl = Controller(
+            self.cfg, self.db_path, locks, scales, scanner, payments, key=KEY, **controller_kw
+        )
+        health.attach(self.ctl.on_health)
         self.ctl.start()
 
     def wait(self, pred, timeout=12.0, what="condition"):
@@ -219,6 +224,21 @@ def test_scale_fault_mid_session_is_never_charged(cab):
     c.close()
     c.wait(lambda s: any(a.kind == "scale_fault" for a in s.alarms), timeout=20, what="fault alarm")
     assert c.rows("SELECT COUNT(*) FROM sale_items WHERE sku = 'hs-honey-500g'") == [(0,)]
+
+
+def test_a_silent_transmitter_raises_an_alarm_without_a_session_and_its_return_is_noted(cab):
+    c = cab(device_down_s=2.0)  # the real 10 s would only make the suite slower
+    c.wait(lambda s: s.state == "idle", what="idle")
+    c.c.fault("D1-S2", "silent")
+    s = c.wait(lambda s: any(a.kind == "scale_fault" for a in s.alarms), timeout=30, what="alarm")
+    assert [a.device for a in s.alarms if a.kind == "scale_fault"] == ["D1-S2"]
+    c.c.clear("D1-S2")
+    end = time.monotonic() + 30
+    while not c.rows("SELECT 1 FROM events WHERE kind = 'device_recovered' AND device = 'D1-S2'"):
+        assert time.monotonic() < end, "the recovery was never recorded"
+        time.sleep(0.05)
+    alarms = [(a.kind, a.device) for a in c.ctl.snapshot().alarms]
+    assert ("scale_fault", "D1-S2") in alarms  # still open: the operator acknowledges it
 
 
 def test_door_left_open_and_door_forced(cab):
