@@ -7,7 +7,6 @@ import logging
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from kiosk import logs
 ROOT = Path(__file__).resolve().parents[2]
 SESSION = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # a UUIDv7: must stay readable
 LINE = re.compile(r'^ts=\S+Z level=\w+ event=\S+( [A-Za-z_][\w.-]*=("([^"\\]|\\.)*"|\S+))*$')
-
-
-@pytest.fixture
-def out() -> Iterator[io.StringIO]:
-    buf = io.StringIO()
-    logs.setup("debug", stream=buf)
-    yield buf
-    logs.setup("warning", stream=io.StringIO())
 
 
 def lines(buf: io.StringIO) -> list[str]:

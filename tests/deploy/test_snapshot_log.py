@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import io
 import signal
-from collections.abc import Iterator
 
-import pytest
-
-from kiosk import logs, notify
+from kiosk import notify
 from kiosk import snapshot as S
 from kiosk.snapshot_log import SnapshotLog, changes
 
@@ -21,14 +18,6 @@ def snap(seq: int, **kw) -> S.Snapshot:
 
 def alarm(id: str, kind: str, device: str) -> S.AlarmView:
     return S.AlarmView(id, "2026-11-28T09:30:00.000Z", kind, "alarm", device, {"why": "pried"})
-
-
-@pytest.fixture
-def out() -> Iterator[io.StringIO]:
-    buf = io.StringIO()
-    logs.setup("info", stream=buf)
-    yield buf
-    logs.setup("warning", stream=io.StringIO())
 
 
 def test_a_forced_door_and_out_of_service_are_logged_once(out: io.StringIO) -> None:
