@@ -17,7 +17,10 @@ MISSING_GAP_S = 1.0  # no answer for this long (and 5 samples) at the end: a dea
 STUCK_P = 1e-4  # a frozen run less likely than this under the cell's noise: a stuck cell
 LEVEL_SPAN_S = 4.0  # average a settled shelf over at most this much
 RANGE_BAND = 0.005  # readings within this share of capacity are at capacity
-PLATEAU_REL = 0.03  # a level seen while open may ring by this much of its distance from start
+# After a load change a shelf rings and creeps back by a share of the change, never by a whole
+# item: a stretch's band is this share of the change that led into it, at most RING_MAX_G.
+PLATEAU_REL = 0.03
+RING_MAX_G = 40.0
 DESPIKE_MAX_PERIOD_S = 0.15  # a one-sample excursion is a glitch when sampled this fast
 
 
@@ -165,12 +168,12 @@ class ShelfTrack:
         # At a slow rate a hand's brief press fills one sample too: leave it to the median.
         xs = median3(despike(raw, 4.0 * tol0) if self.period() <= DESPIKE_MAX_PERIOD_S else raw)
         need = max(4, int(min_s / self.period()))
-        x0 = xs[0] if xs else 0.0
+        prev = xs[0] if xs else 0.0  # where the shelf last rested
         out: list[tuple[float, float, float]] = []
         i, n = 0, len(xs)
         while i + need <= n:
             lo = hi = xs[i]
-            tol = tol0 + PLATEAU_REL * abs(xs[i] - x0)
+            tol = tol0 + min(PLATEAU_REL * abs(xs[i] - prev), RING_MAX_G)
             j = i + 1
             while j < n and max(hi, xs[j]) - min(lo, xs[j]) <= tol:
                 lo, hi = min(lo, xs[j]), max(hi, xs[j])
@@ -178,6 +181,7 @@ class ShelfTrack:
             if j - i >= need and ts[j - 1] - ts[i] >= 0.8 * min_s:
                 lvl = robust_mean(raw[i + (j - i) // 3 : j], self.div)  # after the ring
                 out.append((ts[i], ts[j - 1], lvl))
+                prev = xs[j - 1]
                 i = j
             else:
                 i += 1

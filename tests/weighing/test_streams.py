@@ -240,3 +240,16 @@ def test_a_spike_beside_a_ringing_rest_does_not_hide_the_rest():
     levels = [lvl - 7111.0 for _a, _b, lvl in track.rests(2.0, 7.3, sigma=0.8)]
     assert any(abs(d - 745.0) < 15.0 for d in levels), levels
     assert abs(levels[-1] + 165.0) < 5.0, levels
+
+
+def test_an_item_put_down_soon_after_a_heavy_take_is_a_move_not_a_sale():
+    # Two 5 kg sacks leave one shelf, then an item from the next shelf is put down beside
+    # them while the shelf still rings: 120 g is a small share of 10 kg, but a whole item.
+    pepper = {"sku": "pepper", "unit_g": 118, "unit_sd_g": 2, "price_fen": 2600}
+    shelves = [
+        Shelf("D1-S2", [(pepper, 4), (TEA, 3)], [(4.9, -118)]),
+        Shelf("D1-S3", [(RICE, 4)], [(4.3, -10040), (6.3, +118)]),
+    ]
+    r = solve_scenario(scenario(shelves))
+    assert r["taken"] == {"rice": 2} and not r["uncertain"]
+    assert r["misplaced"] == [{"sku": "pepper", "from": "D1-S2", "to": "D1-S3"}]
