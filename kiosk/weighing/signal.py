@@ -17,10 +17,14 @@ MISSING_GAP_S = 1.0  # no answer for this long (and 5 samples) at the end: a dea
 STUCK_P = 1e-4  # a frozen run less likely than this under the cell's noise: a stuck cell
 LEVEL_SPAN_S = 4.0  # average a settled shelf over at most this much
 RANGE_BAND = 0.005  # readings within this share of capacity are at capacity
-# After a load change a shelf rings and creeps back by a share of the change, never by a whole
-# item: a stretch's band is this share of the change that led into it, at most RING_MAX_G.
+# A level seen while open may still ring and creep by a share of the load change, but never
+# by a whole item: a stretch's band is this share of its distance from the start, at most
+# RING_MAX_G (a 120 g item put down beside a 10 kg take is a new level, not ringing).
 PLATEAU_REL = 0.03
 RING_MAX_G = 40.0
+# A rest this long between two grabs is seen (4 samples at 10 Hz): shorter ones are hand
+# presses' tops and the dips of neighbours dragged along as often as they are rests.
+REST_MIN_S = 0.35
 DESPIKE_MAX_PERIOD_S = 0.15  # a one-sample excursion is a glitch when sampled this fast
 
 
@@ -151,12 +155,14 @@ class ShelfTrack:
         quiet = max(xs) - min(xs) < 0.5 * self.div
         return Baseline(robust_mean(xs, self.div), len(xs), noise_sigma(xs, self.div), quiet)
 
-    def plateaus(self, t1: float, t2: float, sigma: float, min_s: float = 0.5) -> list[float]:
+    def plateaus(
+        self, t1: float, t2: float, sigma: float, min_s: float = REST_MIN_S
+    ) -> list[float]:
         """Levels the shelf rested at between t1 and t2 (door open): steps of single grabs."""
         return [lvl for _a, _b, lvl in self.rests(t1, t2, sigma, min_s)]
 
     def rests(
-        self, t1: float, t2: float, sigma: float, min_s: float = 0.5
+        self, t1: float, t2: float, sigma: float, min_s: float = REST_MIN_S
     ) -> list[tuple[float, float, float]]:
         """Stretches (start, end, level) the shelf rested in between t1 and t2 (door open).
 
@@ -168,12 +174,12 @@ class ShelfTrack:
         # At a slow rate a hand's brief press fills one sample too: leave it to the median.
         xs = median3(despike(raw, 4.0 * tol0) if self.period() <= DESPIKE_MAX_PERIOD_S else raw)
         need = max(4, int(min_s / self.period()))
-        prev = xs[0] if xs else 0.0  # where the shelf last rested
+        x0 = xs[0] if xs else 0.0
         out: list[tuple[float, float, float]] = []
         i, n = 0, len(xs)
         while i + need <= n:
             lo = hi = xs[i]
-            tol = tol0 + min(PLATEAU_REL * abs(xs[i] - prev), RING_MAX_G)
+            tol = tol0 + min(PLATEAU_REL * abs(xs[i] - x0), RING_MAX_G)
             j = i + 1
             while j < n and max(hi, xs[j]) - min(lo, xs[j]) <= tol:
                 lo, hi = min(lo, xs[j]), max(hi, xs[j])
@@ -181,7 +187,6 @@ class ShelfTrack:
             if j - i >= need and ts[j - 1] - ts[i] >= 0.8 * min_s:
                 lvl = robust_mean(raw[i + (j - i) // 3 : j], self.div)  # after the ring
                 out.append((ts[i], ts[j - 1], lvl))
-                prev = xs[j - 1]
                 i = j
             else:
                 i += 1

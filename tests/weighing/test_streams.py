@@ -253,3 +253,15 @@ def test_an_item_put_down_soon_after_a_heavy_take_is_a_move_not_a_sale():
     r = solve_scenario(scenario(shelves))
     assert r["taken"] == {"rice": 2} and not r["uncertain"]
     assert r["misplaced"] == [{"sku": "pepper", "from": "D1-S2", "to": "D1-S3"}]
+
+
+def test_a_short_pause_between_two_grabs_is_a_rest():
+    # A jar of chili (106 g), a 0.4 s pause, then two tins (910 g): the level between the grabs
+    # says which items left, where the final change alone fits other baskets too.
+    track = ShelfTrack("D1-S4", 1.0, 30000.0)
+    g = [3646.0] * 12 + [3600, 3543, 3543, 3544, 3542, 3100, 2700, 2640, 2636, 2636, 2635, 2636]
+    for i, x in enumerate(g):
+        track.feed(2.0 + i / 10, x + (0.5 if i % 2 else -0.5))
+    levels = [round(lvl - 3646.0) for _a, _b, lvl in track.rests(2.0, 4.4, sigma=0.8)]
+    assert len(levels) == 3, levels
+    assert levels[0] == 0 and -106 <= levels[1] <= -100 and levels[2] == -1010, levels
