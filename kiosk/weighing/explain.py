@@ -43,9 +43,13 @@ REL_BIAS = 0.004
 TAIL_W, TAIL_SCALE = 0.003, 3.0
 # Levels a shelf rested at while the door was open (step_evidence): each grab or put-down is a
 # step, so a take of several items usually rests in between, at part of the take.
-# Chance that a candidate with several parts shows a level between them: several items of one
-# lane (often grabbed together), of several lanes, or a take and a put-down on one shelf.
-STEP_SEEN_SAME, STEP_SEEN_MIXED, STEP_SEEN_PUT = 0.25, 0.4, 0.6
+# Chance that the shelf is seen resting between two consecutive actions of a candidate: two
+# items of one lane (often grabbed together), items of two lanes, or a take and a put-down.
+# A candidate of many items has many such gaps, so it shows some level more often than not.
+GAP_SEEN_SAME, GAP_SEEN_MIXED, GAP_SEEN_PUT = 0.45, 0.8, 0.9
+# ... but a hand may sweep several items off a shelf at once, whatever they are (a put-down
+# and a lift are two motions: never swept together).
+SWEEP = 0.45
 LEVEL_BY_CHANCE = 0.05  # a shelf shows a level no take explains (a hand, a put-back)
 STEP_W = 0.9  # share of the levels of a take of several items that are between its grabs
 PUTBACK_W = 0.7  # share of unrelated levels that are one item lifted and put back
@@ -178,6 +182,20 @@ def _partial_sums(
     return mean_t, var_t, tuple(subs)
 
 
+def level_seen(r: tuple[int, ...], add: tuple[str, ...]) -> float:
+    """Chance that a candidate shows at least one level between its actions: each gap between
+    two consecutive actions is seen or not on its own (several items usually leave in several
+    grabs, one lane's items more often together than items of different lanes; an item put
+    down on a shelf that also lost items came at another moment)."""
+    takes = sum(r)
+    lanes = sum(1 for k in r if k)
+    puts = len(add) if takes else max(len(add) - 1, 0)
+    grabs_missed = (1.0 - GAP_SEEN_SAME) ** (takes - lanes) * (1.0 - GAP_SEEN_MIXED) ** max(
+        lanes - 1, 0
+    )
+    return 1.0 - max(grabs_missed, SWEEP if takes > 1 else 1.0) * (1.0 - GAP_SEEN_PUT) ** puts
+
+
 def step_evidence(
     obs: ShelfObs,
     mids: Sequence[float],
@@ -203,15 +221,9 @@ def step_evidence(
     mean_t, var_t, raw_subs = _partial_sums(parts)
     if not raw_subs:
         return 0.0
+    seen = level_seen(r, add)
     if not mids:
-        # Several items usually leave the shelf in several grabs, with a pause between; one
-        # lane's items are more often grabbed together than items of different lanes.
-        # An item put down on a shelf that also lost items came at another moment: the
-        # shelf usually rests in between.
-        if add and any(r):
-            return math.log(1.0 - STEP_SEEN_PUT)
-        one_grab = len(parts) == 1
-        return math.log(1.0 - (STEP_SEEN_SAME if one_grab else STEP_SEEN_MIXED))
+        return math.log(1.0 - seen)
     total_var = var_t + obs.var
     gap = -obs.delta - mean_t
     lvl_noise = obs.var + 4.0 * obs.div**2
@@ -225,9 +237,6 @@ def step_evidence(
     backs = [
         (ln.unit_g, ln.unit_sd_g**2 + lvl_noise) for ln in lanes if ln.count > 0 and ln.unit_g > 0
     ]
-    seen = (
-        STEP_SEEN_PUT if add and any(r) else STEP_SEEN_SAME if len(parts) == 1 else STEP_SEEN_MIXED
-    )
     total = math.log(seen / LEVEL_BY_CHANCE)
     for d in mids:
         lvl_var = (LEVEL_REL * d) ** 2
