@@ -36,7 +36,10 @@ LOG_NEW_LANE = math.log(0.25)
 LOG_NEW_SHELF = math.log(0.6)
 # A move whose put-down ended before its lift began (the stretches say so): misread stretches.
 LOG_MOVE_ORDER = math.log(0.05)
-LOG_FOREIGN = math.log(0.02) + math.log(1.0 / 2000.0)
+# A foreign object is left in 2 % of sessions; its weight spans orders of magnitude (a coin, a
+# phone, a bottle, a bag), so its density is log-uniform between these.
+LOG_FOREIGN = math.log(0.02)
+FOREIGN_G = (20.0, 5000.0)
 # Catalogue means are off by a fraction of a percent (batch, packaging): a per-product bias.
 REL_BIAS = 0.004
 # Heavier tails than a gaussian: a fraction of readings are worse than the noise model says.
@@ -366,7 +369,9 @@ def shelf_candidates(
     # A foreign object: a rise no product explains, on a shelf otherwise left alone.
     f_min = max(5.0 * sd0, 15.0)
     if obs.delta >= f_min:
-        out.append(Cand((), (), True, LOG_FOREIGN, 0.0))
+        w = min(max(obs.delta, FOREIGN_G[0]), FOREIGN_G[1])
+        dens = 1.0 / (w * math.log(FOREIGN_G[1] / FOREIGN_G[0]))
+        out.append(Cand((), (), True, LOG_FOREIGN + math.log(dens), 0.0))
     if not any(not c.removed and not c.added and not c.foreign for c in out):
         ll = log_mix(obs.delta, obs.var)
         out.append(Cand((), (), False, ll, obs.delta / sd0, obs.delta, obs.var))
