@@ -189,7 +189,8 @@ def level_seen(r: tuple[int, ...], add: tuple[str, ...]) -> float:
     """Chance that a candidate shows at least one level between its actions: each gap between
     two consecutive actions is seen or not on its own (several items usually leave in several
     grabs, one lane's items more often together than items of different lanes; an item put
-    down on a shelf that also lost items came at another moment)."""
+    down on a shelf that also lost items came at another moment). A sweep of several items
+    at once stays possible (``SWEEP``), so a take is seen resting at most 1 - SWEEP of the time."""
     takes = sum(r)
     lanes = sum(1 for k in r if k)
     puts = len(add) if takes else max(len(add) - 1, 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kiosk.weighing import solve_scenario
+from kiosk.weighing import explain, solve_scenario
 from tests.weighing.streams import CANDY, RICE, Shelf, scenario
 
 EGGS = {"sku": "eggs", "unit_g": 620, "unit_sd_g": 25, "price_fen": 2000}
@@ -34,3 +34,14 @@ def test_an_item_is_put_down_after_it_was_lifted():
     assert r["taken"] == {"candy": 1}
     assert not r["misplaced"]
     assert not r["uncertain"]
+
+
+def test_more_grabs_show_a_rest_more_often_but_a_sweep_stays_possible():
+    seen = explain.level_seen
+    # Two of one product often leave in one grab; more items, or two products, in more.
+    assert seen((2,), ()) < seen((3,), ())
+    assert seen((2,), ()) < seen((1, 1), ())
+    # A hand sweeping several items off at once is never ruled out, however many ...
+    assert seen((8,), ()) == seen((2, 2, 2), ()) == 1.0 - explain.SWEEP
+    # ... but putting an item down and lifting another are two motions, never one sweep.
+    assert seen((3,), ("tea",)) > 0.9
