@@ -186,7 +186,7 @@ def sent_payloads(db_path: Path) -> tuple[list[bytes], list[bytes]]:
     while page := store.next_page(db, after, BATCH, 1_000_000):
         batches.append(wire.batch_json(wire.uuid7(), page.records_json))
         records.extend(r.encode() for r in page.records_json)
-        after = page.last_seq
+        after = page.span.last_seq
     db.conn.rollback()
     db.conn.close()
     return batches, records

@@ -2,8 +2,8 @@
 
 The learning itself is ``kiosk.weighing.learn`` (pure); this module is its one door to the
 database, so the controller never writes the row's SQL in more than one place. ``save`` runs
-inside the caller's transaction: a weight is learned together with the sale or restock that
-measured it, or not at all.
+inside the caller's transaction (the controller's learning writes one of its own once the
+shelf is still, after the sale or restock is recorded).
 """
 
 from __future__ import annotations

@@ -286,10 +286,10 @@ class Agent:
             bid = wire.uuid7()
             if not self.mqtt.publish("up", wire.batch_json(bid, page.records_json)):
                 return
-            self.cursor = page.last_seq
-            self.inflight[bid] = _InFlight(now, page.span())
+            self.cursor = page.span.last_seq
+            self.inflight[bid] = _InFlight(now, page.span)
             self.counters.batches_sent += 1
-            self.backlog_estimate = max(self.backlog_estimate, len(page.ids))
+            self.backlog_estimate = max(self.backlog_estimate, len(page.span.ids))
 
     def _pump_http(self, now: float) -> None:
         assert self.http is not None
@@ -312,11 +312,11 @@ class Agent:
             # The whole batch refused (4xx): nothing in it is resent as it is.
             self._note(f"http batch refused: {e}")
             ack = wire.Ack(
-                bid, (), tuple(wire.Rejected(i, f"batch refused: {e.error}") for i in page.ids)
+                bid, (), tuple(wire.Rejected(i, f"batch refused: {e.error}") for i in page.span.ids)
             )  # a refusal is an answer too: _on_acks notes the contact
         self.http_backoff.reset()
         self.counters.via_http += 1
-        self._on_acks([ack], {bid: page.span()})
+        self._on_acks([ack], {bid: page.span})
 
     def _on_acks(self, acks: list[wire.Ack], sent: dict[str, store.Span] | None = None) -> None:
         """``sent``: the batches the acks answer (by default those in flight on MQTT)."""

@@ -107,16 +107,11 @@ class Span:
 
 @dataclass(frozen=True)
 class Page:
-    """Pending records for one batch: their ids and their wire JSON texts, oldest first."""
+    """Pending records for one batch: what its ack is matched against, and their wire JSON
+    texts, oldest first (only the span is kept while the batch is in flight)."""
 
-    first_seq: int
-    last_seq: int
-    ids: tuple[str, ...]
+    span: Span
     records_json: tuple[str, ...]
-
-    def span(self) -> Span:
-        """What to keep of a batch in flight (the texts are not needed for its ack)."""
-        return Span(self.first_seq, self.last_seq, self.ids)
 
 
 def next_page(db: Database, after_seq: int, max_records: int, max_bytes: int) -> Page | None:
@@ -135,7 +130,8 @@ def next_page(db: Database, after_seq: int, max_records: int, max_bytes: int) ->
             break
         n += 1
     del rows[n:]
-    return Page(rows[0][0], rows[-1][0], tuple(r[1] for r in rows), tuple(r[2] for r in rows))
+    span = Span(rows[0][0], rows[-1][0], tuple(r[1] for r in rows))
+    return Page(span, tuple(r[2] for r in rows))
 
 
 def mark_acked(

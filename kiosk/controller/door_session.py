@@ -14,6 +14,7 @@ from kiosk import db as kdb
 from kiosk import intents as I
 from kiosk.controller.base import Base
 from kiosk.controller.live import (
+    BASELINE_LEVEL_SAMPLES,
     BASELINE_SAMPLES,
     CANCELLED_S,
     OPERATOR_DONE_S,
@@ -108,7 +109,7 @@ class DoorSession(Base):
             recent = [r.grams for r in self.ring.get(s.id, ()) if r.grams is not None]
             recent = recent[-BASELINE_SAMPLES:]
             # the latest samples: a shelf touched by the last session may still be creeping
-            live.baseline[s.id] = {"g": mean(recent[-4:]), "samples": recent}
+            live.baseline[s.id] = {"g": mean(recent[-BASELINE_LEVEL_SAMPLES:]), "samples": recent}
         if live.kind == "sale":
             live.weigher = self._new_weigher(live.door, live.prices)
             for s in self.cfg.shelves_of(live.door):

@@ -24,7 +24,7 @@ from kiosk import clock as wall
 from kiosk import db as kdb
 from kiosk import unit_weights
 from kiosk.controller.base import Base
-from kiosk.controller.live import Live
+from kiosk.controller.live import BASELINE_LEVEL_SAMPLES, Live
 from kiosk.controller.shelf_plans import division_for
 from kiosk.weighing import Move, learn
 
@@ -35,7 +35,6 @@ GIVE_UP_S = 20.0  # ... for this long (or until the next session on the door)
 LEVEL_S = 1.0  # the shelf's level now: its readings over this last stretch ...
 FLAT_SIGMAS = 5.0  # ... whose spread stays under this many sds (plus a division) ...
 TREND_SIGMAS = 3.0  # ... and whose halves differ by less than this many sds of that difference
-BASE_SAMPLES = 4  # the baseline is the mean of this many last samples (as the session kept)
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def shelf_change(
 ) -> ShelfChange | None:
     """The change from ``baseline`` (samples before the door opened) to ``recent`` (the
     last readings); None when either is missing or the shelf was or is still moving."""
-    base = list(baseline[-BASE_SAMPLES:])
+    base = list(baseline[-BASELINE_LEVEL_SAMPLES:])  # as the session's baseline level
     if not base or len(recent) < 3:
         return None
     diffs = [b - a for xs in (baseline, recent) for a, b in itertools.pairwise(xs)]
@@ -106,6 +105,10 @@ class Learning(Base):
             with kdb.transaction(self.db):
                 for o, ch in done:
                     self._observe(o, ch, at)
+
+    def _forget_learning(self, shelf: str) -> None:
+        """The shelf was recalibrated: a change noted before measures nothing."""
+        self._to_learn = [o for o in self._to_learn if o.shelf != shelf]
 
     def _shelf_change(self, o: Observation) -> ShelfChange | None:
         ring = self.ring.get(o.shelf) or ()

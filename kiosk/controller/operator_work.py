@@ -114,8 +114,7 @@ class OperatorWork(Base):
                 )
         except HardwareError as e:
             return I.Result.refused(Reason.SCALE_FAULT, e.why)
-        # the shelf reads differently from now on: a change noted before measures nothing
-        self._to_learn = [o for o in self._to_learn if o.shelf != it.shelf]
+        self._forget_learning(it.shelf)  # it reads differently from now on
         target = 0.0 if it.step == "zero" else float(it.known_g or 0)
         err_before = None
         if before is not None and before.grams is not None:

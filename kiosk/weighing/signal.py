@@ -155,12 +155,6 @@ class ShelfTrack:
         quiet = max(xs) - min(xs) < 0.5 * self.div
         return Baseline(robust_mean(xs, self.div), len(xs), noise_sigma(xs, self.div), quiet)
 
-    def plateaus(
-        self, t1: float, t2: float, sigma: float, min_s: float = REST_MIN_S
-    ) -> list[float]:
-        """Levels the shelf rested at between t1 and t2 (door open): steps of single grabs."""
-        return [lvl for _a, _b, lvl in self.rests(t1, t2, sigma, min_s)]
-
     def rests(
         self, t1: float, t2: float, sigma: float, min_s: float = REST_MIN_S
     ) -> list[tuple[float, float, float]]:
@@ -168,7 +162,7 @@ class ShelfTrack:
 
         A stretch counts when it stays within a few noise sd for ``min_s``; hand presses and
         ramps never do. A load change rings and decays for a while (a few percent of it), so
-        the band widens with the distance from where the shelf started."""
+        the band widens with the distance from where the shelf started, up to ``RING_MAX_G``."""
         ts, raw = self.valid(t1, t2)
         tol0 = 3.0 * sigma + 2.0 * self.div
         # At a slow rate a hand's brief press fills one sample too: leave it to the median.

@@ -25,10 +25,10 @@ def test_page_texts_are_the_records_as_the_contract_writes_them(tmp_path):
     _backlog(tmp_path / "k.db", 5)
     db = store.open_db(tmp_path / "k.db")
     page = store.next_page(db, 0, 10, 1_000_000)
-    assert page is not None and len(page.ids) == 5
+    assert page is not None and len(page.span.ids) == 5
     rows = db.execute("SELECT id, seq, type, at, body FROM outbox ORDER BY seq").fetchall()
     assert page.records_json == tuple(wire.record_json(wire.Record(*r)) for r in rows)
-    assert page.last_seq == rows[-1][1]
+    assert page.span.last_seq == rows[-1][1]
     parsed = json.loads(wire.batch_json("b", page.records_json))
     assert parsed["records"][0]["body"]["items"][0]["sku"] == "黑木耳-250g"
 
@@ -38,9 +38,9 @@ def test_page_stays_within_max_bytes_but_one_record_always_goes(tmp_path):
     db = store.open_db(tmp_path / "k.db")
     one = len(store.next_page(db, 0, 1, 1_000_000).records_json[0].encode())
     page = store.next_page(db, 0, 20, 64 + 3 * (one + 1))
-    assert len(page.ids) == 3
+    assert len(page.span.ids) == 3
     assert len(wire.batch_json(wire.uuid7(), page.records_json)) <= 64 + 3 * (one + 1)
-    assert len(store.next_page(db, 0, 20, 10).ids) == 1
+    assert len(store.next_page(db, 0, 20, 10).span.ids) == 1
     assert store.next_page(db, 10**9, 20, 10) is None
 
 
@@ -53,14 +53,16 @@ def test_centre_stores_each_id_once_with_the_body_sent(tmp_path):
     central = CentralStore(tmp_path / "c.db")
     central.add_cabinet("QH-0001", b"k" * 32)
     answer = central.store_batch("QH-0001", json.loads(raw), raw)
-    assert answer["stored"] == [*page.ids, page.ids[0]]
+    assert answer["stored"] == [*page.span.ids, page.span.ids[0]]
     assert [r["id"] for r in answer["rejected"]] == ["bad-1"]
     again = wire.batch_json("b2", page.records_json[:2])
-    assert central.store_batch("QH-0001", json.loads(again), again)["stored"] == list(page.ids[:2])
+    assert central.store_batch("QH-0001", json.loads(again), again)["stored"] == list(
+        page.span.ids[:2]
+    )
     stats = central.stats()
     assert (stats.records, stats.duplicates) == (4, 3)
     kept = central.records("QH-0001")
-    assert [r["id"] for r in kept] == list(page.ids)
+    assert [r["id"] for r in kept] == list(page.span.ids)
     assert kept[0]["body"] == {**BODY, "i": 0}
     central.close()
 
@@ -85,9 +87,9 @@ def test_centre_stores_the_body_it_checked_when_a_key_comes_twice(tmp_path):
 def test_acks_mark_delivered_only_the_records_they_name(tmp_path):
     _backlog(tmp_path / "k.db", 6)
     db = store.open_db(tmp_path / "k.db")
-    first = store.next_page(db, 0, 3, 1_000_000)
-    second = store.next_page(db, first.last_seq, 3, 1_000_000)
-    sent = {"b1": first.span(), "b2": second.span()}
+    first = store.next_page(db, 0, 3, 1_000_000).span
+    second = store.next_page(db, first.last_seq, 3, 1_000_000).span
+    sent = {"b1": first, "b2": second}
     whole = wire.Ack("b1", first.ids, ())
     part = wire.Ack("b2", second.ids[:1], (wire.Rejected(second.ids[2], "bad total"),))
     assert store.mark_acked(db, [whole, part], sent) == (4, 1)

@@ -38,7 +38,7 @@ def test_a_learned_weight_survives_the_database(kdb):
         unit_weights.save(conn, w2, "2025-03-01T08:01:00.000Z")
     with pytest.raises(RuntimeError), db.transaction(kdb):
         unit_weights.save(conn, learn.observe(w2, 772.0, 1, 0.6), "2025-03-01T08:02:00.000Z")
-        raise RuntimeError("power lost before the sale was written")
+        raise RuntimeError("power lost before the transaction committed")
     rows = conn.execute("SELECT n, updated_at FROM unit_weights").fetchall()
     assert rows == [(w.n + 1, "2025-03-01T08:01:00.000Z")]
 
