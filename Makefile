@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEB_PKGS := mosquitto fonts-wqy-microhei libmtdev1 socat
+DEB_PKGS := mosquitto mosquitto-clients postgresql fonts-wqy-microhei libmtdev1 socat
 PYTEST_WORKERS ?= 3
 PYTEST_ARGS ?=
 
@@ -34,7 +34,7 @@ debs:
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev,demo]'
+	$(PY) -m pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 
 demo: bootstrap
