@@ -1,7 +1,7 @@
-"""Drain an outbox backlog through mosquitto to the central simulator.
+"""Drain an outbox backlog through mosquitto to the central service.
 
 Runs ``kiosk sync`` as a real process on a cabinet database holding a backlog of sales, with
-mosquitto on a free loopback port and the central simulator in this process; times the
+mosquitto on a free loopback port and the central service (SQLite) in this process; times the
 drain until the centre has stored every sale, and reads the sync process's peak RSS
 (VmHWM). The baselines, in the same run, publish the records the agent sent (read back
 from its pages) with raw paho at QoS 1 to the same broker, waiting for every PUBACK:
@@ -39,9 +39,9 @@ from sqlite_utils import Database
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from central.service import CentralService  # noqa: E402
 from kiosk import db as kdb  # noqa: E402
 from kiosk import wire  # noqa: E402
-from simulators.central import CentralServer  # noqa: E402
 from sync import store  # noqa: E402
 
 CABINET = "QH-0001"
@@ -140,7 +140,7 @@ def drain(tmp: Path, port: int, n: int) -> tuple[float, float]:
     db_path = work / "kiosk.db"
     make_backlog(db_path, n)
     cfg = write_config(work, port)
-    central = CentralServer(
+    central = CentralService(
         work / "central.db", {CABINET: KEY}, mqtt_url=f"mqtt://127.0.0.1:{port}"
     )
     central.start()

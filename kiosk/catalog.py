@@ -7,21 +7,20 @@ path (list indexes count from 1, as in the configuration); applying is all or no
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
-from kiosk import clock
+from kiosk import clock, contract
 from kiosk.db import transaction
 from kiosk.ids import uuid7
 from kiosk.problems import Problems
 
-SCHEMA = "kiosk.catalog/1"
-PRICE_RANGE = (1, 9_999_999)  # fen: 0.01 .. 99,999.99 yuan
+SCHEMA = contract.CATALOG_SCHEMA
+PRICE_RANGE = contract.CATALOG_PRICE  # fen: 0.01 .. 99,999.99 yuan
+MAX_FILE_BYTES = 20_000_000  # a file may hold a large catalogue; messages down stop at 2 MB
 
 
 class CatalogError(Problems):
@@ -97,184 +96,35 @@ class ListedProduct:
         return d
 
 
-# -- validation -------------------------------------------------------------------------------
-Check = Callable[[Any], str | None]
-
-
-def _text(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return f"must be a string, not {v!r}"
-    return None if v.strip() else "must not be empty"
-
-
-def _int_in(lo: int, hi: int | None = None) -> Check:
-    def check(v: Any) -> str | None:
-        if isinstance(v, bool) or not isinstance(v, int):
-            return f"must be an integer, not {v!r}"
-        if hi is None:
-            return None if v >= lo else f"{v} must be at least {lo}"
-        return None if lo <= v <= hi else f"{v} is outside {lo}..{hi}"
-
-    return check
-
-
-def _grams(positive: bool) -> Check:
-    def check(v: Any) -> str | None:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            return f"must be a number, not {v!r}"
-        if positive and not v > 0:
-            return f"{v} must be greater than 0"
-        if not positive and not v >= 0:
-            return f"{v} must not be negative"
-        return None
-
-    return check
-
-
-def _shelf_life(v: Any) -> str | None:
-    return None if v is None else _int_in(1)(v)
-
-
-def _bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else f"must be true or false, not {v!r}"
-
-
-REQUIRED = object()
-Spec = dict[str, tuple[Check, Any]]  # key -> (check, default)
-
-CATEGORY: Spec = {"id": (_text, REQUIRED), "zh": (_text, REQUIRED), "en": (_text, REQUIRED)}
-SUPPLIER: Spec = {
-    "id": (_text, REQUIRED),
-    "zh": (_text, REQUIRED),
-    "kind": (_text, REQUIRED),
-    "county": (_text, REQUIRED),
-    "town": (_text, REQUIRED),
-    "households": (_int_in(0), REQUIRED),
-}
-PRODUCT: Spec = {
-    "sku": (_text, REQUIRED),
-    "zh": (_text, REQUIRED),
-    "en": (_text, REQUIRED),
-    "category": (_text, REQUIRED),
-    "supplier": (_text, REQUIRED),
-    "cert_no": (_text, REQUIRED),
-    "price_fen": (_int_in(*PRICE_RANGE), REQUIRED),
-    "unit_g": (_grams(positive=True), REQUIRED),
-    "unit_sd_g": (_grams(positive=False), REQUIRED),
-    "shelf_life_days": (_shelf_life, None),
-    "fragile": (_bool, False),
-}
-
-
-class _Checker:
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def problem(self, path: str, why: str) -> None:
-        self.problems.append(f"{path}: {why}")
-
-    def item(self, raw: Any, spec: Spec, path: str) -> dict[str, Any] | None:
-        """The checked fields of one object, or None when any is wrong (each reported).
-
-        Unknown keys are allowed: the centre may add fields that newer cabinets use.
-        """
-        if not isinstance(raw, dict):
-            self.problem(path, "must be an object")
-            return None
-        out: dict[str, Any] = {}
-        ok = True
-        for key, (check, default) in spec.items():
-            if key not in raw:
-                if default is REQUIRED:
-                    self.problem(f"{path}.{key}", "missing")
-                    ok = False
-                else:
-                    out[key] = default
-                continue
-            why = check(raw[key])
-            if why:
-                self.problem(f"{path}.{key}", why)
-                ok = False
-            else:
-                out[key] = raw[key]
-        return out if ok else None
-
-    def items(self, data: dict[str, Any], key: str, spec: Spec) -> list[tuple[str, dict]]:
-        raw = data.get(key)
-        if not isinstance(raw, list) or not raw:
-            self.problem(key, "must be a non-empty list")
-            return []
-        found = []
-        for i, entry in enumerate(raw, 1):
-            item = self.item(entry, spec, f"{key}[{i}]")
-            if item is not None:
-                found.append((f"{key}[{i}]", item))
-        return found
-
-    def unique(self, items: list[tuple[str, dict]], field: str) -> None:
-        first: dict[str, str] = {}
-        for path, item in items:
-            if item[field] in first:
-                self.problem(f"{path}.{field}", f"{item[field]!r} is already {first[item[field]]}")
-            else:
-                first[item[field]] = path
-
-
-def _ids(raw: Any) -> set[str]:
-    entries = raw if isinstance(raw, list) else []
-    return {e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)}
-
-
+# -- validation: the contract's (kiosk.contract), shared with the centre ------------------------
 def parse_catalog(obj: Any) -> Catalog:
-    """Check a parsed catalogue document; raise ``CatalogError`` listing every problem."""
-    ck = _Checker()
-    if not isinstance(obj, dict):
-        raise CatalogError(["(top): must be a JSON object"])
-    if "schema" in obj and obj["schema"] != SCHEMA:
-        ck.problem("schema", f"{obj['schema']!r} is not {SCHEMA!r}")
-    version = obj.get("version")
-    if "version" not in obj:
-        ck.problem("version", "missing")
-    elif why := _int_in(1)(version):
-        ck.problem("version", why)
-    note = obj.get("note", "")
-    if not isinstance(note, str):
-        ck.problem("note", f"must be a string, not {note!r}")
+    """Check a parsed catalogue document; raise ``CatalogError`` listing every problem.
 
-    categories = ck.items(obj, "categories", CATEGORY)
-    suppliers = ck.items(obj, "suppliers", SUPPLIER)
-    products = ck.items(obj, "products", PRODUCT)
-    ck.unique(categories, "id")
-    ck.unique(suppliers, "id")
-    ck.unique(products, "sku")
-    # Ids of entries with some other bad field still count: one mistake, one message.
-    known_categories = _ids(obj.get("categories"))
-    known_suppliers = _ids(obj.get("suppliers"))
-    for path, p in products:
-        if p["category"] not in known_categories:
-            ck.problem(f"{path}.category", f"{p['category']!r} is not in categories")
-        if p["supplier"] not in known_suppliers:
-            ck.problem(f"{path}.supplier", f"{p['supplier']!r} is not in suppliers")
-
-    if ck.problems:
-        raise CatalogError(ck.problems)
+    Unknown keys are refused, at every level, like in everything the centre sends down.
+    """
+    problems = contract.catalog_problems(obj)
+    if problems:
+        raise CatalogError(problems)
     return Catalog(
-        version=version,
-        categories=tuple(Category(**c) for _, c in categories),
-        suppliers=tuple(Supplier(**s) for _, s in suppliers),
-        products=tuple(Product(**p) for _, p in products),
-        note=note,
+        version=obj["version"],
+        categories=tuple(Category(**c) for c in obj["categories"]),
+        suppliers=tuple(Supplier(**s) for s in obj["suppliers"]),
+        products=tuple(
+            Product(**{"shelf_life_days": None, "fragile": False, **p}) for p in obj["products"]
+        ),
+        note=obj.get("note", ""),
     )
 
 
 def load_catalog_file(path: str | Path) -> Catalog:
-    """Read and check a catalogue file; problems are prefixed with the file's name."""
+    """Read and check a catalogue file (strict JSON: ``contract.loads``); problems are prefixed
+    with the file's name."""
     path = Path(path)
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = contract.loads(path.read_bytes(), MAX_FILE_BYTES)
     except OSError as e:
         raise CatalogError([f"{path.name}: cannot read: {e.strerror}"]) from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except contract.ContractError as e:
         raise CatalogError([f"{path.name}: not valid JSON: {e}"]) from e
     try:
         return parse_catalog(obj)
@@ -435,7 +285,7 @@ def set_price(db: Database, sku: str, price_fen: int, valid_from: str | None = N
 
     Prices of sessions already started are not touched: their ``started_at`` is earlier.
     """
-    if why := _int_in(*PRICE_RANGE)(price_fen):
+    if why := contract.check_catalog_price(price_fen):
         raise CatalogError([f"price_fen: {why}"])
     at = clock.normalize(valid_from) if valid_from else clock.now_iso()
     with transaction(db):

@@ -229,36 +229,12 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- Step 5: sync agent, central simulator, report ----------------------------------------------
+# -- Step 5: sync agent, report ----------------------------------------------
 def _cmd_sync(args: argparse.Namespace) -> int:
     """Run the sync agent until SIGTERM/SIGINT."""
     from sync.agent import main as sync_main
 
     return sync_main(_load_config(args.config), args.db, args.tune or [])
-
-
-def _cmd_central(args: argparse.Namespace) -> int:
-    from simulators.central_cli import serve
-
-    return serve(args)
-
-
-def _cmd_central_send(args: argparse.Namespace) -> int:
-    from simulators.central_cli import send
-
-    return send(args)
-
-
-def _cmd_central_stats(args: argparse.Namespace) -> int:
-    from simulators.central_cli import stats
-
-    return stats(args)
-
-
-def _cmd_central_report(args: argparse.Namespace) -> int:
-    from simulators.central_cli import report
-
-    return report(args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -584,27 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune", action="append", metavar="KEY=VALUE", help="agent setting (tests): window=8"
     )
 
-    c = cmd("central", _cmd_central, "the central platform simulator (HTTP + MQTT)")
-    c.add_argument("--db", help="the centre's own SQLite file")
-    c.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT")
-    c.add_argument("--mqtt", metavar="URL", help="mqtt://127.0.0.1:1883 (omit: HTTP only)")
-    c.add_argument("--ca-file", help="CA for mqtts://")
-    c.add_argument("--cabinet", action="append", metavar="ID=KEYFILE", default=[])
-    csub = c.add_subparsers(dest="action", required=False, metavar="ACTION")
-    sp = cmd("send", _cmd_central_send, "sign and queue a command for a cabinet", csub)
-    sp.add_argument("cmd")
-    sp.add_argument("--cabinet", required=True)
-    sp.add_argument("--args", default="{}", help="the command's args as JSON")
-    sp.add_argument("--ttl", type=float, default=600, help="seconds until it expires")
-    sp.add_argument("--db", default=argparse.SUPPRESS)
-    sp = cmd("stats", _cmd_central_stats, "records, sales and duplicates received", csub)
-    sp.add_argument("--db", default=argparse.SUPPRESS)
-    sp.add_argument("--json", action="store_true")
-    sp = cmd("report", _cmd_central_report, "the programme's figures across cabinets", csub)
-    sp.add_argument("--db", default=argparse.SUPPRESS)
-    sp.add_argument("--catalog", help="catalogue JSON for categories and suppliers")
-    sp.add_argument("--timezone", default="Asia/Shanghai")
-    _report_args(sp)
+    # Listed for --help only: ``main`` hands ``kiosk central ...`` to ``central.cli`` whole.
+    sub.add_parser("central", help="the central service (kiosk central --help)", add_help=False)
 
     uig = group("ui", "the touchscreen")
     c = cmd("shots", _cmd_ui_shots, "render every screen (both languages, orientations)", uig)
@@ -658,20 +615,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--db", help="the database (default: the configuration's [database] path)")
     c.add_argument("--config", help="the cabinet's TOML file")
     c.add_argument("--timezone", default="Asia/Shanghai")
-    _report_args(c)
+    from kiosk.report import add_cli_args
+
+    add_cli_args(c)
 
     return p
 
 
-def _report_args(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
-    c.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
-    c.add_argument("--csv", metavar="DIR", help="one CSV per breakdown")
-    c.add_argument("--chart", metavar="FILE.png", help="bar chart of sales by category, supplier")
-    c.add_argument("--json", action="store_true", help="the figures as JSON")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["central"]:  # the central service owns its command line (central/cli.py)
+        from central.cli import main as central_main
+
+        return central_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

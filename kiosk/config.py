@@ -144,6 +144,13 @@ def _in_range(lo: float, hi: float) -> Check:
     return check
 
 
+def _at_most(n: int) -> Check:
+    def check(v: Any) -> str | None:
+        return None if len(v) <= n else f"must be at most {n} characters"
+
+    return check
+
+
 def _positive(v: Any) -> str | None:
     return None if v > 0 else f"{v} must be greater than 0"
 
@@ -185,8 +192,8 @@ Spec = dict[str, tuple[type | tuple[type, ...], Check | None, Any]]
 CABINET: Spec = {
     "id": (str, _identifier, REQUIRED),
     "timezone": (str, _timezone, "Asia/Shanghai"),
-    "name": (str, None, ""),
-    "location": (str, None, ""),
+    "name": (str, _at_most(200), ""),  # both go up in telemetry (kiosk.contract's ranges)
+    "location": (str, _at_most(200), ""),
 }
 DOOR: Spec = {
     "id": (str, _identifier, REQUIRED),
@@ -226,7 +233,8 @@ CENTRAL: Spec = {
     "key_file": (str, None, None),
     "http_fallback_after_s": ((int, float), _non_negative, 30.0),
     "batch_max_records": (int, _in_range(1, 10_000), 500),
-    "batch_max_bytes": (int, _in_range(1_000, 10_000_000), 256_000),
+    # At most 1 MB: the centre refuses an HTTP body over 1 MiB (docs/integration.md, "Limits").
+    "batch_max_bytes": (int, _in_range(1_000, 1_000_000), 256_000),
     "telemetry_interval_s": ((int, float), _positive, 60.0),
     "poll_interval_s": ((int, float), _positive, 30.0),
     "prune_delivered_after_days": ((int, float), _non_negative, 30.0),

@@ -15,11 +15,11 @@ import csv
 import json
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from kiosk import clock
@@ -187,6 +187,46 @@ def _allot(total: int, parts: list[int]) -> list[int]:
     return shares
 
 
+_Item = TypeVar("_Item", bound=Mapping[str, Any])
+
+
+def allot_adjustment(
+    sale_items: Sequence[_Item], amount_fen: int, adj_items: Any
+) -> list[tuple[_Item, int]]:
+    """The sale lines an adjustment of ``amount_fen`` back is allotted to, each with its share
+    (negative fen, summing exactly to ``-amount_fen``); none when the sale has no lines.
+
+    Allotted to the items it names (refund of one product: in proportion to the named qty at
+    the line's price), else to the whole sale (in proportion to each line's amount). The one
+    rule for the cabinet's report and the centre's ingest (central/ingest_rows.py)."""
+    if not sale_items:
+        return []
+    named = {
+        i.get("sku"): int(i.get("qty") or 0)
+        for i in (adj_items if isinstance(adj_items, list) else [])
+        if isinstance(i, dict)
+    }
+    hit = [i for i in sale_items if i["sku"] in named] or list(sale_items)
+    parts = [(named.get(i["sku"]) or int(i["qty"])) * int(i["unit_price_fen"]) for i in hit]
+    return list(zip(hit, _allot(-amount_fen, parts), strict=True))
+
+
+def catalog_maps(
+    catalog: dict[str, Any],
+) -> tuple[dict[str, Supplier], dict[str, str], dict[str, str], dict[str, str]]:
+    """(suppliers, category names, product names, category of each sku) of a catalogue."""
+    products = catalog.get("products", [])
+    return (
+        {
+            s["id"]: Supplier(s["id"], s["zh"], s["kind"], int(s["households"]))
+            for s in catalog.get("suppliers", [])
+        },
+        {c["id"]: c["zh"] for c in catalog.get("categories", [])},
+        {p["sku"]: p["zh"] for p in products},
+        {p["sku"]: p["category"] for p in products},
+    )
+
+
 @dataclass(frozen=True)
 class _Sale:
     id: str
@@ -223,24 +263,16 @@ def _lines(
                 )
             )
     for sale_id, at, amount, adj_items in adjustments:
-        s = by_id.get(sale_id)
-        if s is None or not s.items:
+        sold = by_id.get(sale_id)
+        if sold is None:
             continue
-        # Allotted to the items it names (refund of one product), else to the whole sale.
-        named = {
-            i.get("sku"): int(i.get("qty") or 0)
-            for i in (adj_items if isinstance(adj_items, list) else [])
-            if isinstance(i, dict)
-        }
-        hit = [i for i in s.items if i["sku"] in named] or s.items
-        parts = [(named.get(i["sku"]) or int(i["qty"])) * int(i["unit_price_fen"]) for i in hit]
-        for it, share in zip(hit, _allot(-amount, parts), strict=True):
+        for it, share in allot_adjustment(sold.items, amount, adj_items):
             out.append(
                 Line(
-                    s.cabinet,
-                    s.location,
+                    sold.cabinet,
+                    sold.location,
                     _day(at, tz),
-                    s.id,
+                    sold.id,
                     it["sku"],
                     categories_of.get(it["sku"], "?"),
                     it.get("supplier", "?"),
@@ -328,15 +360,12 @@ def from_central(
                 (str(body.get("sale")), r["at"], body["amount_fen"], body.get("items"))
             )
     adjustments = [(alias.get(s, s), at, amt, its) for s, at, amt, its in adjustments]
-    products = catalog.get("products", [])
+    suppliers, categories, products, category_of = catalog_maps(catalog)
     return ReportData(
-        lines=tuple(_lines(sales, adjustments, {p["sku"]: p["category"] for p in products}, tz)),
-        suppliers={
-            s["id"]: Supplier(s["id"], s["zh"], s["kind"], int(s["households"]))
-            for s in catalog.get("suppliers", [])
-        },
-        categories={c["id"]: c["zh"] for c in catalog.get("categories", [])},
-        products={p["sku"]: p["zh"] for p in products},
+        lines=tuple(_lines(sales, adjustments, category_of, tz)),
+        suppliers=suppliers,
+        categories=categories,
+        products=products,
         cabinets=tuple(
             CabinetInfo(
                 cid,
@@ -467,6 +496,15 @@ def chart(f: Figures, path: str | Path) -> Path:
 
 def _date(text: str | None) -> date | None:
     return datetime.strptime(text, "%Y-%m-%d").date() if text else None
+
+
+def add_cli_args(c: argparse.ArgumentParser) -> None:
+    """The period and output options ``cli`` reads (``kiosk report``, ``kiosk central report``)."""
+    c.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
+    c.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
+    c.add_argument("--csv", metavar="DIR", help="one CSV per breakdown")
+    c.add_argument("--chart", metavar="FILE.png", help="bar chart of sales by category, supplier")
+    c.add_argument("--json", action="store_true", help="the figures as JSON")
 
 
 def cli(data: ReportData, args: argparse.Namespace) -> int:

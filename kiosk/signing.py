@@ -73,3 +73,45 @@ def verify_request(key: bytes, timestamp: int, body: bytes, signature: str) -> b
     return signature.isascii() and hmac.compare_digest(
         signature, request_signature(key, timestamp, body)
     )
+
+
+# -- signed payloads: HTTP answers and MQTT batches and acks (integration.md, "Identity") -----
+# One rule for every payload that is not a signed JSON message: HMAC-SHA256 with the cabinet's
+# key over ``timestamp + "\n" + payload bytes``, carried as ``X-Timestamp``/``X-Signature``
+# headers on HTTP and as the MQTT v5 user properties ``x-timestamp``/``x-signature``.
+TIMESTAMP_PROPERTY = "x-timestamp"
+SIGNATURE_PROPERTY = "x-signature"
+
+
+def signed_properties(key: bytes, payload: bytes, now: float) -> dict[str, str]:
+    """``{"x-timestamp": ..., "x-signature": ...}`` for ``payload`` sent at ``now``."""
+    ts = int(now)
+    return {
+        TIMESTAMP_PROPERTY: str(ts),
+        SIGNATURE_PROPERTY: request_signature(key, ts, payload),
+    }
+
+
+def check_signed(
+    key: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    payload: bytes,
+    now: float | None = None,
+    skew_s: float | None = None,
+) -> str | None:
+    """Why a signed payload is refused, or None when it is good.
+
+    ``skew_s`` (with ``now``) also refuses a timestamp further than that from ``now``; without
+    it only the signature counts (a replayed ack or batch is harmless: ids are stored once).
+    """
+    if timestamp is None or signature is None:
+        return "unsigned"
+    if not (timestamp.isascii() and timestamp.isdigit() and 0 < len(timestamp) <= 12):
+        return "timestamp is not Unix seconds"
+    ts = int(timestamp)
+    if skew_s is not None and now is not None and abs(now - ts) > skew_s:
+        return "clock skew"
+    if not verify_request(key, ts, payload, signature):
+        return "bad signature"
+    return None

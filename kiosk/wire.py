@@ -1,7 +1,8 @@
 """The sync contract's messages on the wire (sync.md): topics, times, batches, acks.
 
-Pure functions and frozen dataclasses, shared by the sync agent (``sync/``) and the central
-simulator (``simulators/``) so both ends read the contract from one place. No I/O.
+Pure functions and frozen dataclasses, shared by the sync agent (``sync/``) and the centre
+(``central/``) so both ends read the contract from one place; the ranges of every field and
+strict JSON are in ``kiosk.contract``. No I/O.
 """
 
 from __future__ import annotations
@@ -106,44 +107,10 @@ class WireError(ValueError):
 
 
 def parse_ack(data: bytes | dict[str, Any], batch: str | None = None) -> Ack:
-    """An ``ack`` from MQTT, or an HTTP answer to ``POST /batches`` (give its ``batch``)."""
-    m = json.loads(data) if isinstance(data, bytes | bytearray | str) else data
-    if not isinstance(m, dict):
-        raise WireError("an ack is a JSON object")
-    b = m.get("batch", batch)
-    stored = m.get("stored", [])
-    rejected = m.get("rejected", [])
-    if not isinstance(b, str) or not isinstance(stored, list) or not isinstance(rejected, list):
-        raise WireError("an ack needs batch, stored and rejected")
-    if not all(isinstance(i, str) for i in stored):
-        raise WireError("stored holds record ids")
-    rej = []
-    for r in rejected:
-        if not isinstance(r, dict) or not isinstance(r.get("id"), str):
-            raise WireError("rejected holds {id, why}")
-        rej.append(Rejected(r["id"], str(r.get("why", ""))))
-    return Ack(b, tuple(stored), tuple(rej))
+    """An ``ack`` from MQTT, or an HTTP answer to ``POST /batches`` (give its ``batch``).
 
+    ``kiosk.contract.decode_ack``; its ``ContractError`` is a ``WireError``.
+    """
+    from kiosk import contract  # contract builds on this module: imported when first used
 
-def check_record(r: Any) -> str | None:
-    """Why the centre refuses a record sent up, or None when it is well formed."""
-    if not isinstance(r, dict):
-        return "a record is a JSON object"
-    if not isinstance(r.get("id"), str) or not 0 < len(r["id"]) <= 64:
-        return "id must be a string of 1..64 characters"
-    if not isinstance(r.get("seq"), int) or isinstance(r["seq"], bool) or r["seq"] < 1:
-        return "seq must be a positive integer"
-    if r.get("type") not in RECORD_TYPES:
-        return f"unknown record type {r.get('type')!r}"
-    if parse_time(r.get("at")) is None:
-        return "at must be an RFC 3339 time"
-    body = r.get("body")
-    if not isinstance(body, dict):
-        return "body must be a JSON object"
-    if r["type"] == "sale":
-        if not isinstance(body.get("items"), list):
-            return "a sale needs items"
-        total = body.get("total_fen")
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
-            return "a sale needs a total_fen of at least 0"
-    return None
+    return contract.decode_ack(data, batch)

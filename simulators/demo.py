@@ -3,7 +3,7 @@
 A fresh run folder gets a copy of the example configuration on free loopback ports; the core's
 stages (``kiosk.demo``: database, catalogue, product list, demo card and operator) run on it;
 then every part starts as its own process, each in its own process group: a broker (Debian's
-mosquitto, else amqtt), ``kiosk central``, ``kiosk sim``, ``kiosk run`` with the touchscreen,
+mosquitto), ``kiosk central --simulate``, ``kiosk sim``, ``kiosk run`` with the touchscreen,
 ``kiosk sync``.
 
 With a display the window stays until it is closed or Ctrl-C. Without one (or ``--headless``)
@@ -76,10 +76,6 @@ def free_port() -> int:
 
 def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def amqtt_available() -> bool:
-    return (Path(sys.executable).parent / "amqtt").exists()
 
 
 # -- the run folder ----------------------------------------------------------------------------
@@ -229,32 +225,22 @@ def kiosk(*args: str) -> list[str]:
 
 
 def start_broker(procs: Processes, port: int) -> str:
-    """Debian's mosquitto when installed, else amqtt: an MQTT broker on 127.0.0.1:port."""
+    """Debian's mosquitto, an MQTT v5 broker, on 127.0.0.1:port."""
     run = procs.run_dir
-    if MOSQUITTO.exists():
-        conf = run / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest stderr\n",
-            encoding="utf-8",
+    if not MOSQUITTO.exists():
+        # The contract signs batches and acks in MQTT v5 user properties: a v3.1.1-only
+        # broker (amqtt, once the fallback) cannot carry them.
+        raise DemoFailed(
+            "no MQTT v5 broker: install Debian's mosquitto (apt-get install mosquitto)"
         )
-        procs.start("mosquitto", [str(MOSQUITTO), "-c", str(conf)])
-        name = "mosquitto"
-    elif amqtt_available():
-        conf = run / "amqtt.yaml"
-        conf.write_text(
-            "listeners:\n  default:\n    type: tcp\n"
-            f"    bind: 127.0.0.1:{port}\n"
-            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
-            "    allow_anonymous: true\n",
-            encoding="utf-8",
-        )
-        procs.start("amqtt", [str(Path(sys.executable).parent / "amqtt"), "-c", str(conf)])
-        name = "amqtt"
-    else:
-        raise DemoFailed("no MQTT broker: install mosquitto (apt-get) or amqtt (pip)")
-    wait_for(lambda: _port_open(port), 10.0, f"{name} listening on port {port}", procs)
-    return name
+    conf = run / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n",
+        encoding="utf-8",
+    )
+    procs.start("mosquitto", [str(MOSQUITTO), "-c", str(conf)])
+    wait_for(lambda: _port_open(port), 10.0, f"mosquitto listening on port {port}", procs)
+    return "mosquitto"
 
 
 def _port_open(port: int) -> bool:
@@ -341,6 +327,7 @@ class Run:
                 f"mqtt://127.0.0.1:{self.ports.mqtt}",
                 "--cabinet",
                 cabinet,
+                "--simulate",  # the phone page's test login and the scripted payment provider
             ),
             announces=True,
         )

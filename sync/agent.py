@@ -7,23 +7,33 @@ transaction. This agent, a separate process on the same SQLite file, runs one lo
 
 1. **Outbox pump.** Pending records are read in pages after a cursor (``seq``), bounded by
    ``batch_max_records`` and ``batch_max_bytes``, so memory stays flat whatever the backlog.
-   Each page becomes a batch (a fresh uuid) published at QoS 1 on ``kiosk/v1/{cab}/up``; up to
-   ``window`` batches are in flight. A record is marked ``delivered`` only when the centre's
-   ``ack`` names it stored (never on PUBACK); ``rejected`` ones become dead letters with an
-   event. A batch unanswered within ``ack_timeout_s``, or a lost connection, rewinds the
-   cursor: the records go again in new batches and the centre drops the duplicates by id.
+   Each page becomes a batch (a fresh uuid) published at QoS 1 on ``kiosk/v1/{cab}/up`` over
+   MQTT v5, signed in its user properties (``x-timestamp``, ``x-signature``: HMAC with the
+   cabinet's key); up to ``window`` batches are in flight. A record is marked ``delivered``
+   only when an ``ack`` signed with the cabinet's key names it stored (never on PUBACK); an
+   unsigned or wrongly signed ack is ignored (a note and a count: its records stay pending and
+   go again). ``rejected`` ones in a signed ack become dead letters with an event. A batch
+   unanswered within ``ack_timeout_s``, or a lost connection, rewinds the cursor: the records
+   go again in new batches and the centre drops the duplicates by id.
 2. **HTTP fallback.** When MQTT has been down for ``http_fallback_after_s`` (or is not
    configured, or the backlog is over ``catchup_http_over`` records), batches go by
-   ``POST /batches`` with ``Idempotency-Key``; the answer is the ack. Failures back off
+   ``POST /batches`` with ``Idempotency-Key``; the answer, when its ``X-Signature`` holds, is
+   the ack (unsigned, it is no answer). What a refusal means: 429 and 503 wait out
+   ``Retry-After`` (at most 300 s; backoff when absent) and send again; 401 ``clock skew``
+   raises a ``clock skew`` event (at most one an hour) and retries with backoff; a signed
+   400/422 that names records dead-letters those records only; any other 4xx keeps the batch
+   pending (a note, backoff). No refusal ever dead-letters a whole batch. Failures back off
    exponentially with jitter.
 3. **Inbound.** Acks, and the signed catalogue, configuration, accounts (retained topics)
    and commands arrive on MQTT; the same are polled over HTTP every ``poll_interval_s``.
    ``sync.inbound`` checks them, ``sync.apply`` applies them whole (or refuses with an
    event); ``applied`` and ``cmd_result`` records go back up through the outbox.
 4. **Housekeeping.** Presence (retained ``online``, Last Will ``offline``), telemetry every
-   ``telemetry_interval_s``, pending payment captures retried until the centre answers,
-   delivered records pruned after ``prune_delivered_after_days`` (pending ones never), and a
-   ``storage low`` event when free disk falls under ``storage_low_mb``.
+   ``telemetry_interval_s``, pending payment captures retried until the centre gives a final
+   answer (200, or a refusal in ``sync.payments.FINAL_CAPTURE_REFUSALS``; 429, 503, 401, 5xx
+   and silence leave them pending), delivered records pruned after
+   ``prune_delivered_after_days`` (pending ones never), and a ``storage low`` event when free
+   disk falls under ``storage_low_mb``.
 """
 
 from __future__ import annotations
@@ -40,17 +50,28 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from kiosk import clock, logs, wire
+from kiosk import clock, logs, signing, wire
 from kiosk import db as kdb
 from kiosk.config import Central, Config
 from sync import apply, store
 from sync.backoff import Backoff
-from sync.http_link import CentralRefused, CentralUnreachable, HttpLink
-from sync.mqtt_link import MqttLink, parse_url
+from sync.http_link import (
+    CentralBusy,
+    CentralRefused,
+    CentralUnreachable,
+    ClockSkew,
+    HttpLink,
+    UnsignedAnswer,
+    named_records,
+)
+from sync.mqtt_link import Inbound, MqttLink, parse_url
+from sync.payments import capture_refusal_is_final
 
 log = logging.getLogger("kiosk.sync")
 
 CONTACT_EVERY_S = 5.0  # at most one ``last_contact`` write this often, however fast acks arrive
+CLOCK_SKEW_EVENT_EVERY_S = 3600.0  # one ``clock skew`` event an hour is enough to act on
+CLOCK_SKEW_NOTED = "clock_skew_event_at"  # setting: wall time of the last such event
 
 
 @dataclass(frozen=True)
@@ -116,12 +137,20 @@ class Counters:
     via_http: int = 0
     inbound_applied: int = 0
     inbound_refused: int = 0
+    acks_ignored: int = 0  # acks without a good signature (MQTT, or an HTTP answer)
+    refused: int = 0  # 4xx answers to a batch that named no record: kept pending
+    busy: int = 0  # 429/503 answers
+    clock_skew: int = 0  # 401 clock skew answers
     errors: list[str] = field(default_factory=list)
 
 
 class Agent:
-    def __init__(self, settings: Settings, db_path: str | Path):
+    def __init__(
+        self, settings: Settings, db_path: str | Path, wall: Callable[[], float] = time.time
+    ):
+        """``wall``: the cabinet's clock (Unix seconds), which stamps signatures and events."""
         self.s = settings
+        self.wall = wall
         self.db_path = Path(db_path)
         self.db: Database = store.open_db(db_path)
         self.started = time.monotonic()
@@ -142,8 +171,11 @@ class Agent:
                 settings.key,
                 settings.http_timeout_s,
                 settings.ca_file,
+                wall,
             )
         self.http_backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s)
+        self.http_quiet_until = 0.0  # monotonic: no HTTP request before (Retry-After)
+        self.http_page_records = settings.central.batch_max_records  # halved on a 413
         self.cursor = 0
         self.inflight: dict[str, _InFlight] = {}
         self.mqtt_down_since = time.monotonic()
@@ -193,6 +225,8 @@ class Agent:
             "dead": c.dead,
             "inbound_applied": c.inbound_applied,
             "inbound_rejected": c.inbound_refused,
+            "acks_ignored": c.acks_ignored,
+            "refused": c.refused,
         }
 
     def close(self) -> None:
@@ -215,25 +249,50 @@ class Agent:
                 self.mqtt_down_since = now
                 self._rewind()
             acks = []
-            for topic_name, payload in arrived:
-                if topic_name.endswith("/ack"):
-                    try:
-                        acks.append(wire.parse_ack(payload))
-                    except (wire.WireError, ValueError) as e:
-                        self._note(f"malformed ack: {e}")
+            for m in arrived:
+                if m.topic == wire.topic(self.s.cabinet, "ack"):
+                    ack = self._checked_ack(m)
+                    if ack is not None:
+                        acks.append(ack)
                 else:
-                    self._on_message(topic_name, payload)
+                    self._on_message(m.topic, m.payload)
             if acks:
                 self._on_acks(acks)
         else:
             time.sleep(0.02)
-        self._pump(now)
         self._timers(now)
+        self._pump(now)
 
     def _note(self, why: str) -> None:
         log.warning("%s", why)
+        self._remember(why)
+
+    def _remember(self, why: str) -> None:
         self.counters.errors.append(why)
         del self.counters.errors[:-20]
+
+    def _checked_ack(self, m: Inbound) -> wire.Ack | None:
+        """The ack in ``m`` when it is signed with this cabinet's key, else None (noted).
+
+        No skew check: a replayed genuine ack is harmless (it names what the centre stored),
+        and this cabinet's clock may be off. A forged one must not mark anything delivered:
+        its records stay pending and go again."""
+        why = signing.check_signed(
+            self.s.key,
+            m.user_property(signing.TIMESTAMP_PROPERTY),
+            m.user_property(signing.SIGNATURE_PROPERTY),
+            m.payload,
+        )
+        if why is not None:
+            self.counters.acks_ignored += 1
+            logs.warning("ack_ignored", why=why, ignored=self.counters.acks_ignored)
+            self._remember(f"ack ignored: {why}")
+            return None
+        try:
+            return wire.parse_ack(m.payload)
+        except (wire.WireError, ValueError) as e:
+            self._note(f"malformed ack: {e}")
+            return None
 
     # -- outbox pump -----------------------------------------------------------------------------
     def _rewind(self) -> None:
@@ -259,7 +318,7 @@ class Agent:
         if self._use_http(now):
             if self.inflight:
                 self._rewind()
-            if now >= self.timers.http_retry:
+            if now >= max(self.timers.http_retry, self.http_quiet_until):
                 self._pump_http(now)
             return
         if not (self.mqtt and self.mqtt.connected):
@@ -284,7 +343,9 @@ class Agent:
                 self.backlog_estimate = 0
                 return
             bid = wire.uuid7()
-            if not self.mqtt.publish("up", wire.batch_json(bid, page.records_json)):
+            body = wire.batch_json(bid, page.records_json)
+            signed = signing.signed_properties(self.s.key, body, self.wall())
+            if not self.mqtt.publish("up", body, user_properties=signed):
                 return
             self.cursor = page.span.last_seq
             self.inflight[bid] = _InFlight(now, page.span)
@@ -294,9 +355,7 @@ class Agent:
     def _pump_http(self, now: float) -> None:
         assert self.http is not None
         # One batch per step, so acks, commands and the MQTT link keep being served.
-        page = store.next_page(
-            self.db, 0, self.s.central.batch_max_records, self.s.central.batch_max_bytes
-        )
+        page = store.next_page(self.db, 0, self.http_page_records, self.s.central.batch_max_bytes)
         if page is None:
             self.backlog_estimate = 0
             return
@@ -305,18 +364,70 @@ class Agent:
         try:
             ack = self.http.post_batch(bid, body)
         except CentralUnreachable as e:
-            self.timers.http_retry = now + self.http_backoff.next()
-            self._note(f"http batch: {e}")
+            self.timers.http_retry = now + self._http_trouble(now, e, "http batch")
             return
         except CentralRefused as e:
-            # The whole batch refused (4xx): nothing in it is resent as it is.
-            self._note(f"http batch refused: {e}")
-            ack = wire.Ack(
-                bid, (), tuple(wire.Rejected(i, f"batch refused: {e.error}") for i in page.span.ids)
-            )  # a refusal is an answer too: _on_acks notes the contact
+            self.heard_from_centre()
+            self.timers.http_retry = now + self._batch_refused(bid, page, e)
+            return
         self.http_backoff.reset()
         self.counters.via_http += 1
         self._on_acks([ack], {bid: page.span})
+
+    def _batch_refused(self, bid: str, page: store.Page, e: CentralRefused) -> float:
+        """A 4xx to a batch; the wait before the next one. Only the records a signed refusal
+        names (and this batch holds) become dead letters; the rest stay pending."""
+        ids = set(page.span.ids)
+        named = tuple(r for r in named_records(e) if r.id in ids)
+        if named:
+            self._note(f"http batch: {len(named)} record(s) refused: {e}")
+            dead = store.mark_acked(self.db, [wire.Ack(bid, (), named)], {bid: page.span})[1]
+            self.counters.dead += dead
+            self.http_backoff.reset()
+            return 0.0  # the rest of the page goes again at once
+        self.counters.refused += 1
+        if e.status == 413 and self.http_page_records > 1:
+            # Too large for the centre: smaller batches from now on, or the queue never moves.
+            self.http_page_records = max(1, len(page.span.ids) // 2)
+        self._note(f"http batch refused, kept pending: {e}")
+        return self.http_backoff.next()
+
+    def _http_trouble(self, now: float, e: CentralUnreachable, what: str) -> float:
+        """Any request that got no usable answer: the wait before the next try. A 429/503's
+        ``Retry-After`` holds back every HTTP request, not only this one."""
+        if isinstance(e, CentralBusy):
+            self.counters.busy += 1
+            wait = self.http_backoff.after(e.retry_after)
+            self.http_quiet_until = max(self.http_quiet_until, now + wait)
+            self._note(f"{what}: {e}")
+            return wait
+        if isinstance(e, ClockSkew):
+            self.counters.clock_skew += 1
+            self._clock_skew(e)
+        if isinstance(e, UnsignedAnswer):
+            self.counters.acks_ignored += 1
+        self._note(f"{what}: {e}")
+        return self.http_backoff.next()
+
+    def _clock_skew(self, e: ClockSkew) -> None:
+        """A ``clock skew`` event, at most one an hour (kept across restarts): the operator
+        must set the clock; meanwhile HTTP requests keep being refused and retried."""
+        now = self.wall()
+        last = store.get_setting(self.db, CLOCK_SKEW_NOTED)
+        try:
+            since = now - float(last) if last else None
+        except ValueError:
+            since = None
+        # A clock that was set back since the last event counts as due for another one.
+        if since is not None and 0 <= since < CLOCK_SKEW_EVENT_EVERY_S:
+            return
+        detail: dict[str, object] = {"cabinet_time": wire.iso(now)}
+        if e.centre_time is not None:
+            detail["centre_time"] = wire.iso(e.centre_time)
+            detail["offset_s"] = round(now - e.centre_time)
+        with store.tx(self.db):
+            store.add_event(self.db, "clock skew", detail, severity="warning")
+            store.put_setting(self.db, CLOCK_SKEW_NOTED, repr(now))
 
     def _on_acks(self, acks: list[wire.Ack], sent: dict[str, store.Span] | None = None) -> None:
         """``sent``: the batches the acks answer (by default those in flight on MQTT)."""
@@ -349,15 +460,9 @@ class Agent:
 
     # -- inbound -------------------------------------------------------------------------------
     def _on_message(self, topic_name: str, payload: bytes) -> None:
+        """What comes down, but acks (``step`` checks their signature first)."""
         leaf = topic_name.split("/", 3)[-1] if topic_name.count("/") >= 3 else ""
-        if leaf == "ack":
-            try:
-                ack = wire.parse_ack(payload)
-            except (wire.WireError, ValueError) as e:
-                self._note(f"malformed ack: {e}")
-                return
-            self._on_acks([ack])
-        elif leaf in ("down/catalog", "down/config", "down/accounts"):
+        if leaf in ("down/catalog", "down/config", "down/accounts"):
             if payload:  # an empty retained message clears the topic: nothing to apply
                 self._down(leaf.split("/")[1], payload)
         elif leaf == "down/cmd":
@@ -417,7 +522,12 @@ class Agent:
         if now >= t.telemetry:
             self.send_telemetry()
             t.telemetry = now + self.telemetry_interval_s
-        if self.http and now >= t.poll:
+        # Captures first, then polls (and the batch pump after both, in ``step``): when the
+        # centre asks for a pause (Retry-After), the money is the first thing tried after it.
+        if self.http and now >= t.captures and now >= self.http_quiet_until:
+            t.captures = now + min(self.poll_interval_s, 5.0)
+            self.retry_captures()
+        if self.http and now >= t.poll and now >= self.http_quiet_until:
             t.poll = now + self.poll_interval_s
             try:
                 self.poll_http()
@@ -425,10 +535,7 @@ class Agent:
                 self.heard_from_centre()
                 self._note(f"http poll: {e}")
             except CentralUnreachable as e:
-                self._note(f"http poll: {e}")
-        if self.http and now >= t.captures:
-            t.captures = now + min(self.poll_interval_s, 5.0)
-            self.retry_captures()
+                self._http_trouble(now, e, "http poll")
         if now >= t.housekeeping:
             t.housekeeping = now + 60.0
             self.housekeeping()
@@ -465,6 +572,8 @@ class Agent:
         self.storage_low = low
 
     def retry_captures(self) -> None:
+        """Pending captures, until each gets a final answer (``sync.payments``); a round ends
+        at the first that gets none: the centre is away or busy, the rest wait with it."""
         assert self.http is not None
         for auth_id, amount in store.pending_captures(self.db):
             try:
@@ -472,10 +581,15 @@ class Agent:
                     "/payments/capture", {"auth_id": auth_id, "amount_fen": amount}
                 )
             except CentralUnreachable as e:
+                self._http_trouble(time.monotonic(), e, "capture")
                 store.capture_tried(self.db, auth_id, False, str(e))
-                return  # the centre is away: try the rest next time
+                return
             except CentralRefused as e:
                 self.heard_from_centre()
+                if not capture_refusal_is_final(e):
+                    self._note(f"capture not answered, kept pending: {e}")
+                    store.capture_tried(self.db, auth_id, False, str(e))
+                    return
                 store.capture_tried(self.db, auth_id, True, str(e))
                 store.event(self.db, "capture refused", {"auth_id": auth_id, "why": e.error})
                 continue

@@ -76,7 +76,7 @@ def refuse(db: Database, r: ib.Refusal, signed: bool = False) -> Outcome:
     ``rejected`` row, so a retained copy redelivered on reconnect is not refused again; a
     signed command gets a ``cmd_result`` too, so the centre knows."""
     with tx(db):
-        store.add_event(db, "inbound rejected", {"kind": r.kind, "ref": r.ref, "why": r.why})
+        store.add_event(db, "inbound rejected", {"message": r.kind, "ref": r.ref, "why": r.why})
         if signed and r.ref is not None:
             try:
                 with tx(db):

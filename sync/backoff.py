@@ -17,5 +17,14 @@ class Backoff:
         self.failures = min(self.failures + 1, 32)
         return self._rng.uniform(min(self.base_s / 2, ceiling), ceiling)
 
+    def after(self, retry_after_s: float | None) -> float:
+        """The wait the centre asked for (``Retry-After``), plus up to a tenth more (at most
+        1 s) so a fleet told the same does not come back in one instant, and never less than
+        base/2 (``Retry-After: 0`` is no licence to spin); ``next()`` when it did not say."""
+        if retry_after_s is None:
+            return self.next()
+        wait = max(retry_after_s, self.base_s / 2)
+        return wait + self._rng.uniform(0.0, min(1.0, wait / 10))
+
     def reset(self) -> None:
         self.failures = 0

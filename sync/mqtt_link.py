@@ -1,9 +1,11 @@
-"""The MQTT path to the centre (paho-mqtt 2.x, QoS 1), driven from the agent's one thread.
+"""The MQTT path to the centre (paho-mqtt 2.x, MQTT v5, QoS 1), driven from the agent's one
+thread.
 
 The agent calls ``service()`` in its loop: it connects when due (exponential backoff with
-jitter, not paho's own reconnect), runs paho's network loop for a moment, and hands back
-what arrived as ``(topic, payload)`` pairs. Presence: ``online`` retained after connecting,
-``offline`` as the Last Will (and published on a clean stop).
+jitter, not paho's own reconnect; clean start, as the cabinet relies on no broker state), runs
+paho's network loop for a moment, and hands back what arrived as ``Inbound`` messages with
+their MQTT v5 user properties (an ack's signature travels there). Presence: ``online`` retained
+after connecting, ``offline`` as the Last Will (and published on a clean stop).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import json
 import logging
 import ssl
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from kiosk import wire
 from sync.backoff import Backoff
@@ -30,6 +35,21 @@ class MqttTarget:
     port: int
     tls: bool
     ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message that arrived: its topic, payload, and MQTT v5 user properties in order."""
+
+    topic: str
+    payload: bytes
+    user_properties: tuple[tuple[str, str], ...] = ()
+
+    def user_property(self, name: str) -> str | None:
+        """The value of ``name``; None when absent or given more than once (which is no
+        signature anyone can rely on)."""
+        values = [v for k, v in self.user_properties if k == name]
+        return values[0] if len(values) == 1 else None
 
 
 def parse_url(url: str, ca_file: str | None = None) -> MqttTarget:
@@ -59,11 +79,10 @@ class MqttLink:
         self.backoff = backoff
         self.connected = False
         self.next_attempt = 0.0
-        self._inbox: deque[tuple[str, bytes]] = deque()
+        self._inbox: deque[Inbound] = deque()
+        # MQTT v5: the centre signs its acks in user properties, which v3.1.1 does not have.
         c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"kiosk-{cabinet}",
-            clean_session=True,  # nothing relies on the broker's session: unacked is resent
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"kiosk-{cabinet}", protocol=mqtt.MQTTv5
         )
         c.will_set(wire.topic(cabinet, "status"), _status("offline", version), qos=1, retain=True)
         if target.tls:
@@ -92,15 +111,19 @@ class MqttLink:
         self.connected = False
 
     def _on_message(self, client, userdata, msg) -> None:
-        self._inbox.append((msg.topic, msg.payload))
+        props = getattr(msg.properties, "UserProperty", None) or []
+        self._inbox.append(Inbound(msg.topic, msg.payload, tuple((k, v) for k, v in props)))
 
     # -- driven by the agent -------------------------------------------------------------------
-    def service(self, now: float, timeout: float) -> list[tuple[str, bytes]]:
+    def service(self, now: float, timeout: float) -> list[Inbound]:
         """Connect when due, run the network loop once, return what arrived."""
         sock = self.client.socket()
         if sock is None and now >= self.next_attempt:
             try:
-                self.client.connect(self.target.host, self.target.port, self._keepalive)
+                # Clean start: nothing relies on the broker's session; unacked is resent.
+                self.client.connect(
+                    self.target.host, self.target.port, self._keepalive, clean_start=True
+                )
             except (OSError, ssl.SSLError, ValueError) as e:
                 self._lost(now, f"connect: {e}")
                 return self._drain()
@@ -118,15 +141,27 @@ class MqttLink:
         self.connected = False  # paho's loop() has closed the socket already
         self.next_attempt = now + self.backoff.next()
 
-    def _drain(self) -> list[tuple[str, bytes]]:
+    def _drain(self) -> list[Inbound]:
         out = list(self._inbox)
         self._inbox.clear()
         return out
 
-    def publish(self, leaf: str, payload: bytes | str, retain: bool = False) -> bool:
+    def publish(
+        self,
+        leaf: str,
+        payload: bytes | str,
+        retain: bool = False,
+        user_properties: Mapping[str, str] | None = None,
+    ) -> bool:
         if not self.connected:
             return False
-        info = self.client.publish(wire.topic(self.cabinet, leaf), payload, qos=1, retain=retain)
+        props = None
+        if user_properties:
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = list(user_properties.items())
+        info = self.client.publish(
+            wire.topic(self.cabinet, leaf), payload, qos=1, retain=retain, properties=props
+        )
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def close(self) -> None:

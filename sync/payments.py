@@ -1,9 +1,12 @@
 """The payment port (``kiosk.payments.PaymentPort``) over HTTP.
 
 ``authorize`` is asked while the customer waits, so it gets a short timeout and no retries:
-the centre's answer is authoritative, and no answer is ``PaymentOffline``. ``capture`` tries
-once; a capture that gets no answer stays in the ``captures`` table, and the sync agent
-retries it (``sync.agent``) until the centre answers.
+the centre's answer is authoritative, and no answer is ``PaymentOffline`` (so is "come back
+later": 429/503, or a clock the centre will not take). ``capture`` tries once; a capture
+without a final answer stays in the ``captures`` table, and the sync agent retries it
+(``sync.agent``) until it gets one. Final: 200, or a refusal in ``FINAL_CAPTURE_REFUSALS``
+(the same capture can never succeed); anything else (429, 503, 401, another 4xx, 5xx, no
+answer) is not, as the capture may yet go through.
 """
 
 from __future__ import annotations
@@ -12,6 +15,19 @@ from kiosk import signing
 from kiosk.config import Config
 from kiosk.payments import Authorization, PaymentOffline
 from sync.http_link import CentralRefused, CentralUnreachable, HttpLink
+
+# (status, error) of the centre's refusals that end a capture (integration.md, "HTTP"); None
+# for any error. A 409 "already captured" means the hold was settled by an earlier try.
+FINAL_CAPTURE_REFUSALS: tuple[tuple[int, str | None], ...] = (
+    (404, "unknown auth_id"),
+    (409, None),
+    (400, "amount over the hold"),
+)
+
+
+def capture_refusal_is_final(e: CentralRefused) -> bool:
+    """True when retrying this capture can never change the centre's answer."""
+    return any(e.status == s and err in (None, e.error) for s, err in FINAL_CAPTURE_REFUSALS)
 
 
 class HttpPaymentPort:
@@ -38,8 +54,10 @@ class HttpPaymentPort:
             )
         except CentralUnreachable as e:
             raise PaymentOffline(str(e)) from e
-        except CentralRefused:
-            return False
+        except CentralRefused as e:
+            if capture_refusal_is_final(e):
+                return False
+            raise PaymentOffline(f"capture not answered: {e}") from e  # kept and retried
         return isinstance(a, dict) and a.get("ok") is True
 
 

@@ -74,7 +74,8 @@ def add_event(
             int(severity == "alarm"),
         ),
     )
-    append(db, "event", {"kind": kind, "severity": severity, "device": device, **detail})
+    # The event's own fields last: a detail can never change what kind of event goes up.
+    append(db, "event", {**detail, "kind": kind, "severity": severity, "device": device})
 
 
 def event(db: Database, kind: str, detail: dict[str, Any], severity="warning") -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from simulators.demo import MOSQUITTO, amqtt_available
+from simulators.demo import MOSQUITTO
 
 pytestmark = pytest.mark.skipif(
-    not MOSQUITTO.exists() and not amqtt_available(),
-    reason="no MQTT broker: neither /usr/sbin/mosquitto nor amqtt is installed",
+    not MOSQUITTO.exists(),
+    reason="no MQTT v5 broker: /usr/sbin/mosquitto is not installed",
 )
 STEPS = ["01-idle.png", "02-authorise.png", "03-door-open.png", "04-settling.png", "05-receipt.png"]
 

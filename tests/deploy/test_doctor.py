@@ -49,11 +49,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from simulators.central import CentralServer
+    from central.service import CentralService
 
     key = bytes.fromhex((EXAMPLES / "cabinet.key").read_text().strip())
     folder = tmp_path_factory.mktemp("central")
-    server = CentralServer(folder / "central.db", {"QH-0001": key}).start()
+    server = CentralService(folder / "central.db", {"QH-0001": key}).start()
     try:
         yield server.http_url
     finally:

@@ -163,9 +163,9 @@ def test_run_is_ready_pings_stops_pinging_when_hung_and_stops_on_sigterm(
 
 
 def test_sync_is_ready_pings_stops_pinging_when_hung_and_stops_on_sigterm(tmp_path, systemd, spawn):
-    from simulators.central import CentralServer
+    from central.service import CentralService
 
-    central = CentralServer(tmp_path / "central.db", {"QH-0001": KEY}).start()
+    central = CentralService(tmp_path / "central.db", {"QH-0001": KEY}).start()
     try:
         cfg = write_sim_config(
             tmp_path,

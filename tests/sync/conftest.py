@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from central.service import CentralService
+from central.store import Store
 from kiosk import db as kdb
 from kiosk import wire
-from simulators.central import CentralServer
-from simulators.central_store import CentralStore
 from tests.conftest import free_port, wait_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -92,8 +92,11 @@ def keyfile(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def central(tmp_path: Path, broker: Broker) -> Iterator[CentralServer]:
-    c = CentralServer(tmp_path / "central.db", {CABINET: KEY}, mqtt_url=broker.url).start()
+def central(tmp_path: Path, broker: Broker) -> Iterator[CentralService]:
+    """The central service, simulated (faults, scripted payments), on a SQLite file."""
+    c = CentralService(
+        tmp_path / "central.db", {CABINET: KEY}, mqtt_url=broker.url, simulate=True
+    ).start()
     assert c.wait_mqtt()
     yield c
     c.stop()
@@ -156,12 +159,13 @@ def assert_all_delivered_once(cabinet: Path, central_db: Path) -> None:
     c = cabinet_counts(cabinet)
     assert c.get("pending", 0) == 0, c
     assert c["integrity_ok"]
-    store = CentralStore(central_db)
+    store = Store(central_db)
     try:
         got = store.stats()
         sales = store.records(CABINET, "sale")
         seqs = [r["seq"] for r in store.records(CABINET)]
-        integ = store._db.execute("PRAGMA integrity_check").fetchone()[0]
+        with store.engine.connect() as conn:
+            integ = conn.exec_driver_sql("PRAGMA integrity_check").scalar()
     finally:
         store.close()
     assert got.sales == c["sales"], (got, c)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import requests
 
+from central.faults import FaultSettings
 from kiosk import db as kdb
 from kiosk import wire
 from sync.agent import CONTACT_EVERY_S, Agent, Settings
@@ -60,13 +61,13 @@ def test_http_only_cabinet_delivers_with_idempotency(tmp_path, central, sync_pro
 def test_kill_9_mid_batch_then_restart(tmp_path, central, broker, sync_proc, cabinet_db):
     add_sales(cabinet_db, 3000)
     # Slow acks keep batches in flight, so the kill lands between storing and marking.
-    central.set_faults(central.faults.faults.__class__(stall_s=0.3))
+    central.set_faults(FaultSettings(stall_s=0.3))
     p = sync_proc(mqtt=broker.url, batch_max_records=100)
     wait_for(lambda: central.store.stats().sales >= 300, 30, "some delivered")
     p.kill9()
     stored_at_kill = central.store.stats().sales
     assert 0 < stored_at_kill < 3000
-    central.set_faults(central.faults.faults.__class__())
+    central.set_faults(FaultSettings())
     sync_proc(mqtt=broker.url, batch_max_records=500)
     wait_for(lambda: cabinet_counts(cabinet_db).get("pending", 0) == 0, 60, "drain")
     # Batches stored but not yet acknowledged when killed went again, and were dropped.
@@ -135,7 +136,7 @@ def test_http_fallback_when_mqtt_is_down_and_500s_are_retried(
     tmp_path, central, sync_proc, cabinet_db
 ):
     add_sales(cabinet_db, 200)
-    central.set_faults(central.faults.faults.__class__(http_500=3))
+    central.set_faults(FaultSettings(http_500=3))
     dead_port = socket.socket()
     dead_port.bind(("127.0.0.1", 0))  # bound, not listening: MQTT connections are refused
     port = dead_port.getsockname()[1]
@@ -150,7 +151,7 @@ def test_http_fallback_when_mqtt_is_down_and_500s_are_retried(
         wait_for(lambda: cabinet_counts(cabinet_db).get("pending", 0) == 0, 30, "drain")
     finally:
         dead_port.close()
-    assert central.faults.faults.http_500 == 0  # the 500s were answered and retried
+    assert central.faults.current.http_500 == 0  # the 500s were answered and retried
     assert_all_delivered_once(cabinet_db, tmp_path / "central.db")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from central.faults import FaultSettings
 from kiosk import catalog as kcat
 from kiosk import db as kdb
 from kiosk import signing, wire
@@ -140,14 +141,14 @@ def test_forged_expired_and_replayed_commands_are_rejected(
     sync_proc(mqtt=broker.url)
     wait_online(central)
     good = command("set_price", {"sku": "zr-rice-5kg", "price_fen": 4700})
-    central.publish_down(CABINET, "cmd", good)
+    central.publisher.publish_down(CABINET, "cmd", good)
     wait_for(lambda: len(central.store.records(CABINET, "cmd_result")) == 1, 20, "good applied")
     forged = command("set_price", {"sku": "zr-rice-5kg", "price_fen": 1}, key=bytes(32))
     tampered = {**command("set_price", {"sku": "zr-rice-5kg", "price_fen": 4600})}
     tampered["args"] = {"sku": "zr-rice-5kg", "price_fen": 2}
     expired = command("set_price", {"sku": "zr-rice-5kg", "price_fen": 3}, ttl=-5)
     for m in (forged, tampered, expired, good):  # good again: a replay
-        central.publish_down(CABINET, "cmd", m)
+        central.publisher.publish_down(CABINET, "cmd", m)
     wait_for(lambda: len(events(cabinet_db)) == 4, 20, "four refusals")
     whys = [e["why"] for e in events(cabinet_db)]
     assert whys[:2] == ["bad signature", "bad signature"]
@@ -294,7 +295,7 @@ def test_a_command_delivered_twice_is_applied_once(
     with_catalog(cabinet_db)
     sync_proc(mqtt=broker.url)
     wait_online(central)
-    central.set_faults(central.faults.faults.__class__(duplicates=True))
+    central.set_faults(FaultSettings(duplicates=True))
     central.store.add_command(CABINET, "set_price", {"sku": "hs-eggs-10", "price_fen": 2100})
     wait_for(lambda: len(events(cabinet_db)) == 1, 20, "the second copy refused")
     assert events(cabinet_db)[0]["why"].startswith("replayed")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
+from central import migrate
+from central.store import BatchAnswer, Store
+from kiosk import contract, wire
 from kiosk import db as kdb
-from kiosk import wire
-from simulators.central_store import CentralStore
 from sync import store
+from tests.sync.conftest import sale_body
 
 BODY = {"items": [{"sku": "黑木耳-250g", "qty": 2}], "note": 'say "hi"\n', "total_fen": 3600}
 
@@ -45,43 +48,38 @@ def test_page_stays_within_max_bytes_but_one_record_always_goes(tmp_path):
 
 
 def test_centre_stores_each_id_once_with_the_body_sent(tmp_path):
-    _backlog(tmp_path / "k.db", 4)
-    db = store.open_db(tmp_path / "k.db")
+    """A page as the pump sends it, read by the shared decoder and stored by the centre."""
+    path = tmp_path / "k.db"
+    db = kdb.connect(path)
+    kdb.migrate(db)
+    with kdb.transaction(db):
+        for i in range(4):
+            kdb.outbox_append(db, "sale", {**sale_body(i), "note": 'say "hi"\n'})
+    db.conn.close()
+    db = store.open_db(path)
     page = store.next_page(db, 0, 10, 1_000_000)
     bad = '{"id":"bad-1","seq":9,"type":"sale","at":"yesterday","body":{}}'
     raw = wire.batch_json("b1", (*page.records_json, page.records_json[0], bad))
-    central = CentralStore(tmp_path / "c.db")
+    migrate.upgrade(str(tmp_path / "c.db"))
+    central = Store(tmp_path / "c.db")
     central.add_cabinet("QH-0001", b"k" * 32)
-    answer = central.store_batch("QH-0001", json.loads(raw), raw)
-    assert answer["stored"] == [*page.span.ids, page.span.ids[0]]
-    assert [r["id"] for r in answer["rejected"]] == ["bad-1"]
+
+    def stored(raw: bytes) -> BatchAnswer:
+        digest = hashlib.sha256(raw).hexdigest()
+        return central.store_batches([("QH-0001", contract.decode_batch(raw), digest)])[0]
+
+    answer = stored(raw)
+    assert answer.stored == page.span.ids  # the one sent twice is stored and named once
+    assert [r.id for r in answer.rejected] == ["bad-1"]
     again = wire.batch_json("b2", page.records_json[:2])
-    assert central.store_batch("QH-0001", json.loads(again), again)["stored"] == list(
-        page.span.ids[:2]
-    )
+    assert stored(again).stored == page.span.ids[:2]
     stats = central.stats()
     assert (stats.records, stats.duplicates) == (4, 3)
     kept = central.records("QH-0001")
     assert [r["id"] for r in kept] == list(page.span.ids)
-    assert kept[0]["body"] == {**BODY, "i": 0}
+    sent = db.execute("SELECT body FROM outbox WHERE id = ?", (kept[0]["id"],)).fetchone()[0]
+    assert kept[0]["body"] == json.loads(sent)
     central.close()
-
-
-def test_centre_stores_the_body_it_checked_when_a_key_comes_twice(tmp_path):
-    """JSON with a key twice reads differently in SQLite (first) and Python (last): the body
-    stored must be the one the centre checked and answered for."""
-    rec = '{"id":"r-1","seq":1,"type":"event","at":"2026-11-28T10:00:00.000Z",'
-    first, last = '"body":{"kind":"door_forced"}', '"body":{"kind":"scale_fault"}'
-    batches = {
-        "record": f'{{"batch":"b1","records":[{rec}{first},{last}}}]}}',
-        "batch": f'{{"batch":"b2","records":[{rec}{first}}}],"records":[{rec}{last}}}]}}',
-    }
-    for where, raw in batches.items():
-        central = CentralStore(tmp_path / f"{where}.db")
-        central.add_cabinet("QH-0001", b"k" * 32)
-        assert central.store_batch("QH-0001", json.loads(raw), raw.encode())["stored"] == ["r-1"]
-        assert central.records("QH-0001")[0]["body"] == {"kind": "scale_fault"}, where
-        central.close()
 
 
 def test_acks_mark_delivered_only_the_records_they_name(tmp_path):

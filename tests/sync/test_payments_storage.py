@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from central.service import CentralService
 from kiosk import db as kdb
 from kiosk import wire
 from kiosk.config import Central
 from kiosk.payments import PaymentOffline
-from simulators.central import CentralServer
 from sync import store
 from sync.agent import Agent, Settings
 from sync.http_link import HttpLink
@@ -34,7 +34,7 @@ from tests.sync.conftest import (
 
 
 def test_payment_port_authorizes_captures_and_reports_offline(tmp_path):
-    with CentralServer(tmp_path / "central.db", {CABINET: KEY}) as central:
+    with CentralService(tmp_path / "central.db", {CABINET: KEY}, simulate=True) as central:
         port = HttpPaymentPort(HttpLink(central.http_url, CABINET, KEY, timeout_s=2))
         a = port.authorize("s-1", "134567890123456789", 9000)
         assert a.ok and a.auth_id
@@ -53,7 +53,9 @@ def test_payment_port_authorizes_captures_and_reports_offline(tmp_path):
 
 def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_path, cabinet_db):
     http_port = free_port()
-    central = CentralServer(tmp_path / "central.db", {CABINET: KEY}, ("127.0.0.1", http_port))
+    central = CentralService(
+        tmp_path / "central.db", {CABINET: KEY}, ("127.0.0.1", http_port), simulate=True
+    )
     central.start()
     auth = HttpPaymentPort(HttpLink(central.http_url, CABINET, KEY)).authorize(
         "s-1", "1" * 18, 5000
@@ -77,7 +79,7 @@ def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_pa
     stop = threading.Event()
     agent = Agent(s, cabinet_db)
     deadline = time.monotonic() + 20
-    revived: list[CentralServer] = []
+    revived: list[CentralService] = []
     silent: list[str | None] = []  # last_contact while the centre was away
 
     def tick() -> None:
@@ -85,8 +87,8 @@ def test_a_capture_that_cannot_reach_the_centre_is_retried_until_answered(tmp_pa
         if tries >= 2 and not revived:  # tried and failed twice: now the centre comes back
             silent.append(store.get_setting(agent.db, "last_contact"))
             revived.append(
-                CentralServer(
-                    tmp_path / "central.db", {CABINET: KEY}, ("127.0.0.1", http_port)
+                CentralService(
+                    tmp_path / "central.db", {CABINET: KEY}, ("127.0.0.1", http_port), simulate=True
                 ).start()
             )
         state = agent.db.execute("SELECT state FROM captures").fetchone()[0]
@@ -208,7 +210,7 @@ def test_mqtt_over_tls_with_a_ca_made_in_the_test(tmp_path, sync_proc, cabinet_d
     ca, crt, key = make_ca(tmp_path)
     broker = make_broker(tmp_path, f"cafile {ca}\ncertfile {crt}\nkeyfile {key}\n")
     url = f"mqtts://127.0.0.1:{broker.port}"
-    central = CentralServer(tmp_path / "central.db", {CABINET: KEY}, mqtt_url=url, ca_file=str(ca))
+    central = CentralService(tmp_path / "central.db", {CABINET: KEY}, mqtt_url=url, ca_file=str(ca))
     central.start()
     try:
         assert central.wait_mqtt()

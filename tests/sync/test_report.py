@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from PIL import Image
 
+from central import migrate
+from central.store import Store
 from kiosk import catalog as kcat
-from kiosk import cli
+from kiosk import cli, contract
 from kiosk import db as kdb
-from simulators.central_store import CentralStore
 from tests.sync.conftest import CABINET, KEY, ROOT
 
 CATALOG = json.loads((ROOT / "examples" / "catalog.json").read_text(encoding="utf-8"))
@@ -77,9 +79,19 @@ def cabinet_with_sales(path: Path) -> None:
             (aid, sale, amount, json.dumps(back), at),
         )
         kdb.outbox_append(
-            db, "adjustment", {"sale": f"ss-{sale}", "amount_fen": amount, "items": back}, at=at
+            db,
+            "adjustment",
+            {"id": aid, "sale": f"ss-{sale}", "amount_fen": amount, "items": back},
+            at=at,
         )
     db.conn.close()
+
+
+def store_batch(store: Store, cabinet: str, batch: dict) -> None:
+    raw = json.dumps(batch).encode()
+    up = contract.decode_batch(raw)
+    assert up.rejected == ()
+    store.store_batches([(cabinet, up, hashlib.sha256(raw).hexdigest())])
 
 
 def run(capsys, *argv: str) -> str:
@@ -123,7 +135,8 @@ def test_cabinet_report_figures_summary_and_csv(tmp_path, capsys):
 def test_central_report_across_cabinets_matches_the_cabinets_own(tmp_path, capsys):
     path = tmp_path / "kiosk.db"
     cabinet_with_sales(path)
-    store = CentralStore(tmp_path / "central.db")
+    migrate.upgrade(tmp_path / "central.db")
+    store = Store(tmp_path / "central.db")
     store.add_cabinet(CABINET, KEY)
     store.add_cabinet("QH-0002", KEY)
     store.put_downlink(CABINET, "catalog", CATALOG, 1)
@@ -142,14 +155,15 @@ def test_central_report_across_cabinets_matches_the_cabinets_own(tmp_path, capsy
             "body": {"name": "人民医院专柜", "location": "琼海市嘉积镇"},
         }
     )
-    store.store_batch(CABINET, {"batch": "b1", "records": recs})
+    store_batch(store, CABINET, {"batch": "b1", "records": recs})
     other = {
         "session": "x",
         "closed_at": "2026-11-28T05:00:00.000Z",
         "items": [item("bo-shell-craft", 2, True)],
         "total_fen": 7000,
     }
-    store.store_batch(
+    store_batch(
+        store,
         "QH-0002",
         {
             "batch": "b2",

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from central.phone import DEMO_ACCOUNT, LIMIT_FEN
 from kiosk import db as kdb
 from kiosk import intents as I
-from simulators.central_phone import DEMO_ACCOUNT, LIMIT_FEN
 from tests.controller.conftest import prepare_db
 
 from .conftest import CABINET, KEY, wait_for
@@ -106,7 +106,7 @@ def results(central) -> dict[str, dict]:
 
 
 def central_stats(central) -> dict:
-    db = str(central.store.path)
+    db = str(central.db)
     out = subprocess.run(
         [sys.executable, "-m", "kiosk", "central", "stats", "--db", db, "--json"],
         capture_output=True,
@@ -178,9 +178,9 @@ def test_scan_pay_take_and_the_sale_reaches_the_centre_once(
 
 
 def test_the_phone_pages_at_the_centre(tmp_path):
-    from simulators.central import CentralServer
+    from central.service import CentralService
 
-    with CentralServer(tmp_path / "c.db", {CABINET: KEY}) as c:
+    with CentralService(tmp_path / "c.db", {CABINET: KEY}, simulate=True) as c:
         url = f"{c.http_url}/s/{CABINET}/n0nce-A_1"
         html = {"Accept": "text/html"}
         page = requests.get(url, headers=html, timeout=5)
