@@ -136,3 +136,39 @@ def test_postgres_centre_with_ingest_workers_killed_mid_catch_up(
         check=True,
     )
     assert json.loads(out.stdout)["sales"] == 3000
+
+
+def test_postgres_restarted_during_ingest_loses_and_doubles_nothing(
+    tmp_path: Path, pg_cluster: PgCluster, broker, keyfile, sync_proc, cabinet_db, procs
+) -> None:
+    url = pg_cluster.create_database(f"rst{os.getpid()}")
+    subprocess.run(kiosk("central", "db", "upgrade", "--db", url), check=True, timeout=60)
+    centre = procs.start(
+        "central",
+        kiosk(
+            "central",
+            "--db",
+            url,
+            "--http",
+            f"127.0.0.1:{free_port()}",
+            "--mqtt",
+            broker.url,
+            "--cabinet",
+            f"{CABINET}={keyfile}",
+        ),
+    )
+    procs.first_line("central", centre)
+    add_sales(cabinet_db, 2000)
+    sync_proc(mqtt=broker.url, batch_max_records=50)
+    store = Store(url)
+    try:
+        wait_for(lambda: store.stats().sales >= 200, 60, "the catch-up under way")
+        pg_cluster.restart()  # every connection of the pool is cut mid-stream
+        wait_for(lambda: cabinet_counts(cabinet_db).get("pending", 0) == 0, 90, "all delivered")
+        stats = store.stats()
+        sales = store.records(CABINET, "sale")
+    finally:
+        store.close()
+    assert centre.poll() is None, "the service died with the database"
+    assert stats.sales == 2000 == len({r["id"] for r in sales})
+    assert cabinet_counts(cabinet_db).get("dead", 0) == 0
