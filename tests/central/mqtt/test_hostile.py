@@ -6,61 +6,23 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from central import mqtt_ingest
 from central.metrics import Metrics
 from central.mqtt_ingest import Arrival, IngestWorker, Intake, signature_of
-from central.store import Store
 from kiosk import signing, wire
-from tests.central.test_mqtt_ingest import (
+from tests.central.mqtt.parts import (
     KEY_A,
     SQLITE_ONLY,
-    Broker,
-    Probe,
     batch,
     metric,
-    open_broker,
-    open_probe,
-    open_store,
     records,
-    running_worker,
     sale_body,
     stored_ids,
 )
 from tests.sync.conftest import wait_for
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    with open_broker(tmp_path) as b:
-        yield b
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    with open_store(db_url) as s:
-        yield s
-
-
-@pytest.fixture
-def probe(broker: Broker) -> Iterator[Probe]:
-    with open_probe(broker) as p:
-        yield p
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
-
-
-@pytest.fixture
-def worker(store: Store, broker: Broker, metrics: Metrics) -> Iterator[IngestWorker]:
-    with running_worker(store, broker, metrics=metrics) as w:
-        yield w
 
 
 def record(rid: str, seq: object, body: str | None = None) -> str:
