@@ -145,6 +145,18 @@ def sale_body(i: int, price_fen: int = 4500) -> dict:
     }
 
 
+def cabinet_events(path: Path, kind: str) -> list[dict]:
+    """The details of the cabinet's events of one kind, oldest first."""
+    db = kdb.connect(path)
+    try:
+        rows = db.execute(
+            "SELECT detail_json FROM events WHERE kind = ? ORDER BY at", (kind,)
+        ).fetchall()
+    finally:
+        db.conn.close()
+    return [json.loads(r[0]) for r in rows]
+
+
 def cabinet_counts(path: Path) -> dict[str, int]:
     db = kdb.connect(path)
     rows = dict(db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())

@@ -19,7 +19,7 @@ from sync import store
 from sync.agent import CLOCK_SKEW_NOTED, Agent, Settings
 from sync.http_link import CentralBusy
 from sync.mqtt_link import Inbound
-from tests.sync.conftest import CABINET, KEY, add_sales, cabinet_counts
+from tests.sync.conftest import CABINET, KEY, add_sales, cabinet_counts, cabinet_events
 from tests.sync.scripted_centre import Reply, ScriptedCentre, Seen
 
 ACK_TOPIC = wire.topic(CABINET, "ack")
@@ -63,15 +63,6 @@ def pending(agent: Agent) -> int:
     return store.pending_count(agent.db)
 
 
-def events(db_path: Path, kind: str) -> list[dict]:
-    db = kdb.connect(db_path)
-    try:
-        rows = db.execute("SELECT detail_json FROM events WHERE kind = ?", (kind,)).fetchall()
-    finally:
-        db.conn.close()
-    return [json.loads(r[0]) for r in rows]
-
-
 def sent_ids(seen: Seen) -> list[str]:
     return [r["id"] for r in json.loads(seen.body)["records"]]
 
@@ -93,7 +84,7 @@ def test_a_signed_400_naming_one_record_dead_letters_that_one_only(centre, cabin
     dead = db.execute("SELECT id, why FROM outbox WHERE state = 'dead'").fetchall()
     db.conn.close()
     assert dead == [(ids[2], "qty over 999")]
-    assert [e["record"] for e in events(cabinet_db, "dead letter")] == [ids[2]]
+    assert [e["record"] for e in cabinet_events(cabinet_db, "dead letter")] == [ids[2]]
     assert ids[2] not in sent_ids(centre.posts("batches")[-1])
 
 
@@ -140,7 +131,7 @@ def test_clock_skew_raises_one_event_an_hour_and_retries(centre, cabinet_db):
     agent = Agent(settings(centre), cabinet_db)
     run_until(agent, lambda: pending(agent) == 0)
     assert agent.counters.clock_skew == 3
-    [e] = events(cabinet_db, "clock skew")
+    [e] = cabinet_events(cabinet_db, "clock skew")
     assert e["centre_time"] == wire.iso(1_796_032_800)
     assert abs(wire.parse_time(e["cabinet_time"]) - time.time()) < 600
     assert e["offset_s"] == round(wire.parse_time(e["cabinet_time"]) - 1_796_032_800)
@@ -150,7 +141,7 @@ def test_clock_skew_raises_one_event_an_hour_and_retries(centre, cabinet_db):
     add_sales(cabinet_db, 1, start=2)
     agent = Agent(settings(centre), cabinet_db)
     run_until(agent, lambda: pending(agent) == 0)
-    assert len(events(cabinet_db, "clock skew")) == 1
+    assert len(cabinet_events(cabinet_db, "clock skew")) == 1
     db = kdb.connect(cabinet_db)
     with kdb.transaction(db):
         store.put_setting(db, CLOCK_SKEW_NOTED, repr(time.time() - 3601))
@@ -159,7 +150,7 @@ def test_clock_skew_raises_one_event_an_hour_and_retries(centre, cabinet_db):
     add_sales(cabinet_db, 1, start=3)
     agent = Agent(settings(centre), cabinet_db)
     run_until(agent, lambda: pending(agent) == 0)
-    second = events(cabinet_db, "clock skew")[1]
+    second = cabinet_events(cabinet_db, "clock skew")[1]
     assert "centre_time" not in second and "cabinet_time" in second
 
 
@@ -225,7 +216,7 @@ def test_a_capture_stays_pending_until_a_final_answer(centre, cabinet_db):
     )
     db.conn.close()
     assert len(centre.posts("capture")) == 7
-    assert events(cabinet_db, "capture refused") == []
+    assert cabinet_events(cabinet_db, "capture refused") == []
 
 
 @pytest.mark.parametrize(
@@ -237,7 +228,7 @@ def test_a_final_refusal_ends_a_capture_with_an_event(centre, cabinet_db, status
     centre.then("capture", Reply(status, {"error": error}))
     agent = Agent(settings(centre), cabinet_db)
     run_until(agent, lambda: capture_row(agent, "a-1")[0] == "done")
-    assert events(cabinet_db, "capture refused") == [{"auth_id": "a-1", "why": error}]
+    assert cabinet_events(cabinet_db, "capture refused") == [{"auth_id": "a-1", "why": error}]
     assert len(centre.posts("capture")) == 1
 
 

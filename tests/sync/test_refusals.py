@@ -5,7 +5,6 @@ a refused record is the only dead letter, and a capture answered 429 is kept and
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -24,21 +23,13 @@ from tests.sync.conftest import (
     add_sales,
     assert_all_delivered_once,
     cabinet_counts,
+    cabinet_events,
     wait_for,
 )
 
 
 def log_count(log: Path, text: str) -> int:
     return log.read_text(errors="replace").count(text) if log.exists() else 0
-
-
-def events(path: Path, kind: str) -> list[dict]:
-    db = kdb.connect(path)
-    try:
-        rows = db.execute("SELECT detail_json FROM events WHERE kind = ?", (kind,)).fetchall()
-    finally:
-        db.conn.close()
-    return [json.loads(r[0]) for r in rows]
 
 
 def test_a_429_storm_during_a_catch_up_loses_nothing(tmp_path, central, sync_proc, cabinet_db):
@@ -84,7 +75,7 @@ def test_a_clock_the_centre_refuses_raises_one_event_and_no_dead_letter(
 
     agent.run(stop, tick)
     assert agent.counters.clock_skew >= 5
-    [e] = events(cabinet_db, "clock skew")
+    [e] = cabinet_events(cabinet_db, "clock skew")
     assert "centre_time" in e and abs(e["offset_s"] + 900) < 60
     c = cabinet_counts(cabinet_db)
     assert c.get("pending", 0) == 0 and c.get("dead", 0) == 0
@@ -106,7 +97,7 @@ def test_a_record_the_centre_refuses_is_the_only_dead_letter_over_http(
     dead = db.execute("SELECT id FROM outbox WHERE state = 'dead'").fetchall()
     db.conn.close()
     assert dead == [(bad,)]
-    assert [e["record"] for e in events(cabinet_db, "dead letter")] == [bad]
+    assert [e["record"] for e in cabinet_events(cabinet_db, "dead letter")] == [bad]
     assert central.store.stats().sales == 10
 
 
@@ -144,4 +135,4 @@ def test_a_capture_answered_429_stays_pending_then_completes(
     assert capture()[2] is None
     [p] = central.store.payments()
     assert (p["captured_fen"], p["state"]) == (3200, "captured")
-    assert events(cabinet_db, "capture refused") == []
+    assert cabinet_events(cabinet_db, "capture refused") == []
