@@ -34,22 +34,35 @@ def config(db: str | Path) -> Config:
 
 def upgrade(db: str | Path) -> None:
     """Bring the database to the newest schema (creates it when empty)."""
-    command.upgrade(config(db), "head")
+    command.upgrade(config(db), "heads")
+
+
+def heads() -> set[str]:
+    """The newest revision of each branch (one, once branches are merged)."""
+    return set(ScriptDirectory.from_config(config("")).get_heads())
 
 
 def head() -> str | None:
-    return ScriptDirectory.from_config(config("")).get_current_head()
+    """The newest revision when there is one head, else None."""
+    h = heads()
+    return next(iter(h)) if len(h) == 1 else None
 
 
-def current(db: str | Path) -> str | None:
-    """The database's schema revision; None when it was never migrated."""
+def current_heads(db: str | Path) -> set[str]:
+    """The database's schema revisions (one per branch); empty when never migrated."""
     engine = engine_for(db, pool_size=1)
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return set(MigrationContext.configure(conn).get_current_heads())
     finally:
         engine.dispose()
 
 
+def current(db: str | Path) -> str | None:
+    """The database's schema revision; None when it was never migrated (or is on branches)."""
+    h = current_heads(db)
+    return next(iter(h)) if len(h) == 1 else None
+
+
 def at_head(db: str | Path) -> bool:
-    return current(db) == head()
+    return current_heads(db) == heads()

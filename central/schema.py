@@ -28,13 +28,21 @@ cabinets = Table(
     "cabinets",
     metadata,
     Column("id", Text, primary_key=True),
-    Column("key_hex", Text, nullable=False),  # in clear for now: Step 9 encrypts the keys
+    # In clear only for cabinets given with --cabinet ID=KEYFILE (tests, --simulate); a
+    # provisioned cabinet's key is sealed under the master key (central.keyring).
+    Column("key_hex", Text),
+    Column("key_sealed", Text),
+    Column("prev_key_sealed", Text),  # the key before a rotation, accepted until ...
+    Column("prev_key_until", Text),  # ... this RFC 3339 UTC time
+    Column("route", Text),  # the operator's round: restock lists, alarm hooks
+    Column("retired_at", Text),  # RFC 3339 UTC; NULL while in service
     Column("name", Text, nullable=False, server_default=""),
     Column("location", Text, nullable=False, server_default=""),
     Column("last_contact", Text),  # RFC 3339 UTC (clock.now_iso), when it last sent anything
     Column("online", Boolean, nullable=False, server_default=false()),
     Column("status_at", Text),  # the `at` of its last status message
     Column("version", Text, nullable=False, server_default=""),
+    Index("cabinets_route", "route"),
 )
 
 records = Table(
@@ -187,3 +195,6 @@ scans = Table(
     Column("cmd_id", Text, nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=False),
 )
+
+# Step 9's tables live in modules of their own, on this MetaData (imported last: they need it).
+from central import schema_alarm_hooks, schema_auth, schema_staff  # noqa: E402, F401
