@@ -278,6 +278,7 @@ class Run:
         self.cfg_path = Path()
         self.central_db = opts.run_dir / "central.db"
         self.sim_address = ""
+        self.central_url = ""  # the central service's own address, once it has announced it
         self.ports = Ports(mqtt=free_port(), http=free_port())
         self.cfg = config.load(opts.base_config)  # the run folder's copy once prepared
 
@@ -332,7 +333,15 @@ class Run:
             announces=True,
         )
         info = self.procs.first_line(central, self.left(20))
-        self.say(f"central    {info.get('http')} (simulator, database {self.central_db.name})")
+        self.central_url = str(info.get("http") or f"http://127.0.0.1:{self.ports.http}")
+        self.say(
+            f"central    {self.central_url} (the central service, `kiosk central --simulate`; "
+            f"database {self.central_db.name})"
+        )
+        self.say(
+            f"           {self.central_url}/metrics, {self.central_url}/healthz, "
+            f"MQTT mqtt://127.0.0.1:{self.ports.mqtt}"
+        )
         sim = self.procs.start("sim", kiosk("sim", "--config", cfg_arg), announces=True)
         urls = self.procs.first_line(sim, self.left(20))
         self.sim_address = str(urls["control"])
@@ -391,6 +400,7 @@ class Run:
         stats = self.centre_stats(10.0)
         if stats is not None:
             self.say(f"central simulator received: {json.dumps(stats)}")
+        self.summary()
         return 0
 
     def _forward_stdin(self) -> None:
@@ -439,7 +449,26 @@ class Run:
         self.say(
             f"screenshots in {shots}: {', '.join(p.name for p in sorted(shots.glob('*.png')))}"
         )
+        self.summary()
         return 0
+
+    def summary(self) -> None:
+        """Where everything ran: the addresses a newcomer looks at next (docs/central.md)."""
+        mqtt = f"mqtt://127.0.0.1:{self.ports.mqtt}"
+        self.say()
+        self.say("summary")
+        for name, where in (
+            (
+                "central service",
+                f"{self.central_url} (`kiosk central`, database {self.central_db})",
+            ),
+            ("its metrics", f"{self.central_url}/metrics"),
+            ("its health", f"{self.central_url}/healthz"),
+            ("broker", f"{mqtt} (mosquitto; the cabinet's batches and the centre's acks)"),
+            ("cabinet", f"{self.cfg.cabinet.id}, configuration {self.cfg_path}"),
+            ("logs", str(self.opts.run_dir)),
+        ):
+            self.say(f"  {name:<16} {where}")
 
     def shot(self, screen: str) -> Path:
         """Wait for the touchscreen's screenshot of ``screen`` (ui.recorder names it)."""
