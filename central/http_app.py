@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central import payments as pay
@@ -261,8 +261,9 @@ class _App:
             stall = self.faults.current.stall_s
             if stall:
                 await asyncio.sleep(stall)
-        key = await run_in_threadpool(self._key, cabinet)
-        if key is None:
+        # The cabinet's live key, and during a key rotation's grace period the one before.
+        keys = await run_in_threadpool(self._keys, cabinet)
+        if not keys:  # a stranger, or a retired cabinet
             raise HttpError(404, "unknown cabinet", cabinet[:80])
         # Looked at before the body is read, spent only once the request proves to be the
         # cabinet's: a stranger naming a cabinet cannot use up its allowance.
@@ -279,7 +280,12 @@ class _App:
         if abs(now - int(ts)) > self.settings.skew_s:
             raise HttpError(401, "clock skew", {"centre_time": int(now)})
         body = await read_body(request, self.settings.body_limit_bytes)
-        why = signing.check_signed(key, ts, sig, body)
+        # The answer is signed with the key this request was signed with.
+        key, why = keys[0], signing.check_signed(keys[0], ts, sig, body)
+        for other in keys[1:] if why is not None else ():
+            if signing.check_signed(other, ts, sig, body) is None:
+                key, why = other, None
+                break
         if why is not None:
             raise HttpError(401, why)
         self._within_rate(self.limiter.take(cabinet))
@@ -295,8 +301,8 @@ class _App:
                 {"Retry-After": str(decision.retry_after_s)},
             )
 
-    def _key(self, cabinet: str) -> bytes | None:
-        return self.store.key(cabinet)
+    def _keys(self, cabinet: str) -> tuple[bytes, ...]:
+        return self.store.verify_keys(cabinet)
 
     def _signed(self, key: bytes, status: int, value: Any) -> Response:
         body = b"" if value is None else _dumps(value)
@@ -452,11 +458,13 @@ def create_app(
     faults: Faults | None,
     metrics: Metrics,
     on_stored: Callable[[], None] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The centre's HTTP app. ``on_stored()`` is called (in a worker thread) after a batch
-    stored new records. ``faults`` act only when ``simulate`` (a new ``Faults`` if None)."""
+    stored new records. ``faults`` act only when ``simulate`` (a new ``Faults`` if None).
+    ``extra_routes`` are appended (the fleet API: ``central.fleet_api.fleet_routes``)."""
     a = _App(store, settings, simulate, payments, phone, faults, metrics, on_stored)
-    routes = [
+    routes: list[BaseRoute] = [
         Route(f"{API}/batches", a.cabinet_route(a.post_batches), methods=["POST"]),
         *(
             Route(f"{API}/{kind}", a.cabinet_route(a.downlink(kind)), methods=["GET"])
@@ -471,6 +479,7 @@ def create_app(
     ]
     if simulate:
         routes.append(Route("/admin/faults", a.admin_faults, methods=["GET", "POST"]))
+    routes += extra_routes
     return Starlette(
         routes=routes,
         middleware=[Middleware(CloseUnreadBodies)],

@@ -42,7 +42,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from central.faults import Faults, FaultSettings
 from central.metrics import Metrics
 from central.mqtt_url import check_client_id, configure, default_client_id, parse_mqtt_url
-from central.store import BatchAnswer, Store
+from central.store import BatchAnswer, CabinetKeys, Store
 from kiosk import contract, signing, wire
 
 log = logging.getLogger("kiosk.central.ingest")
@@ -59,6 +59,9 @@ QUEUE_BYTES = 100_000_000  # memory bound of the queue: ten of the largest batch
 # so the first batch of a round is not kept waiting for its ack behind a huge transaction.
 ROUND_BYTES = 512_000
 KEY_REFRESH_S = 2.0  # an unknown cabinet (or a bad signature) re-reads the keys at most this often
+# The keys are read again at least this often anyway: a retired cabinet, or a rotation's grace
+# period cut short, takes effect within this time.
+KEY_MAX_AGE_S = 30.0
 BACKOFF_FIRST_S = 0.1
 BACKOFF_CAP_S = 5.0
 DRAIN_S = 5.0  # stop(): how long the queue may take to be stored and acked
@@ -220,7 +223,7 @@ class IngestWorker:
         self.max_wait_s = max_wait_s
         self.intake = Intake()
         self._quiet = QuietLog()
-        self._keys: dict[str, bytes] = {}
+        self._keys: dict[str, CabinetKeys] = {}
         self._keys_at = -1e9
         self._backoff = BACKOFF_FIRST_S
         self._subscribed = threading.Event()
@@ -413,28 +416,46 @@ class IngestWorker:
             return False
         self._keys_at = now
         try:
-            self._keys = self.store.keys()
+            self._keys = self.store.key_sets()
         except Exception as e:
             log.warning("ingest: cannot read the cabinets' keys: %s", e)
             return False
         return True
 
-    def _key(self, cabinet: str) -> bytes | None:
-        key = self._keys.get(cabinet)
-        if key is None and self._refresh_keys():
-            key = self._keys.get(cabinet)
-        return key
+    def _key(self, cabinet: str) -> CabinetKeys | None:
+        if time.monotonic() - self._keys_at > KEY_MAX_AGE_S:
+            self._refresh_keys()
+        keys = self._keys.get(cabinet)
+        if keys is None and self._refresh_keys():
+            keys = self._keys.get(cabinet)
+        return keys
+
+    @staticmethod
+    def _verify(
+        keys: CabinetKeys, ts: str | None, sig: str | None, payload: bytes
+    ) -> tuple[bytes, str | None]:
+        """(the key that signed it, None) or (the live key, why not): the live key, and during
+        a rotation's grace period the one before. The ack is signed with the key that signed."""
+        accepted = keys.accepted()
+        why = signing.check_signed(accepted[0], ts, sig, payload)
+        for other in accepted[1:] if why is not None else ():
+            if signing.check_signed(other, ts, sig, payload) is None:
+                return other, None
+        return accepted[0], why
 
     def _check(self, a: Arrival) -> Checked | None:
-        key = self._key(a.cabinet)
-        if key is None:
+        keys = self._key(a.cabinet)
+        if keys is None:
             self._reject(a, "unknown cabinet")
             return None
         ts, sig = signature_of(a.props)
-        why = signing.check_signed(key, ts, sig, a.payload)
+        key, why = self._verify(keys, ts, sig, a.payload)
         if why == "bad signature" and self._refresh_keys():  # the key may have been replaced
-            key = self._keys.get(a.cabinet, key)
-            why = signing.check_signed(key, ts, sig, a.payload)
+            keys = self._keys.get(a.cabinet)
+            if keys is None:
+                self._reject(a, "unknown cabinet")
+                return None
+            key, why = self._verify(keys, ts, sig, a.payload)
         if why:
             self._reject(a, why)
             return None

@@ -3,6 +3,11 @@
 Each method is one transaction, committed before it returns (an ack promises durability: SQLite
 runs with synchronous=FULL, PostgreSQL with synchronous_commit on). The schema is
 ``central/schema.py``; ``central/migrate.py`` creates it (the Store does not migrate).
+
+A cabinet's key is never in the database in clear once it is provisioned: sealed under the
+master key (``central.keyring``; ``self.keyring`` opens it), with the key before a rotation
+kept until its grace period ends. Keys given on the command line are held in memory
+(``hold_keys``). A retired cabinet has no key: every check refuses it like a stranger.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from central import ingest_rows as rows
 from central import schema as t
+from central.keyring import Keyring, KeyringError
 from kiosk import clock, contract, report, signing, wire
 
 
@@ -156,9 +162,34 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def key_purpose(cabinet: str) -> str:
+    """What a cabinet's sealed key is bound to (``central.keyring``'s associated data)."""
+    return f"cabinet-key:{cabinet}"
+
+
+@dataclass(frozen=True)
+class CabinetKeys:
+    """What a cabinet's signatures are checked with: its live key and, during a rotation's
+    grace period (until ``previous_until``), the one before."""
+
+    live: bytes = field(repr=False)
+    previous: bytes | None = field(default=None, repr=False)
+    previous_until: datetime | None = None
+
+    def accepted(self, at: datetime | None = None) -> tuple[bytes, ...]:
+        """The live key first, then the previous one while its grace period lasts."""
+        if self.previous is None or self.previous_until is None:
+            return (self.live,)
+        return (self.live, self.previous) if (at or _now()) < self.previous_until else (self.live,)
+
+
 class Store:
-    def __init__(self, db: str | Path, pool_size: int = 5):
+    def __init__(self, db: str | Path, pool_size: int = 5, keyring: Keyring | None = None):
+        """``keyring``: opens the cabinets' sealed keys (the service sets it once it has
+        checked the master key)."""
         self.db = db
+        self.keyring = keyring
+        self._held: dict[str, bytes] = {}  # hold_keys: never written
         self.engine = engine_for(db, pool_size)
         self.postgres = self.engine.dialect.name == "postgresql"
 
@@ -198,8 +229,43 @@ class Store:
         except sa.exc.SQLAlchemyError:
             return False
 
-    # -- cabinets -------------------------------------------------------------------------
+    # -- cabinets and their keys ------------------------------------------------------------
+    # A cabinet's key is, in this order: held in this Store's memory (``hold_keys``: given on
+    # the command line, never written), sealed under the master key (``provision_cabinet``;
+    # opened with ``self.keyring``), or in clear in ``key_hex`` (``add_cabinet``: tests, and
+    # databases made before cabinets were provisioned). A retired cabinet has none.
+    def _key_columns(self) -> tuple[Any, ...]:
+        c = t.cabinets.c
+        return (c.id, c.key_hex, c.key_sealed, c.prev_key_sealed, c.prev_key_until, c.retired_at)
+
+    def _ring(self) -> Keyring:
+        if self.keyring is None:
+            raise KeyringError(
+                "a cabinet's key is sealed under the master key: give it (--master-key FILE)"
+            )
+        return self.keyring
+
+    def _keys_of(self, r: Any) -> CabinetKeys | None:
+        if r.retired_at is not None:
+            return None
+        held = self._held.get(r.id)
+        if held is not None:
+            return CabinetKeys(held)
+        if r.key_sealed is not None:
+            ring, purpose = self._ring(), key_purpose(r.id)
+            live = ring.open(r.key_sealed, purpose)
+            if r.prev_key_sealed is None or r.prev_key_until is None:
+                return CabinetKeys(live)
+            return CabinetKeys(
+                live, ring.open(r.prev_key_sealed, purpose), clock.parse(r.prev_key_until)
+            )
+        if r.key_hex is not None:
+            return CabinetKeys(bytes.fromhex(r.key_hex))
+        return None
+
     def add_cabinet(self, cabinet: str, key: bytes, name: str = "", location: str = "") -> None:
+        """A cabinet with its key in clear in the database (tests; a centre that provisions
+        cabinets uses ``provision_cabinet``, the service's ``--cabinet`` uses ``hold_keys``)."""
         ins = self._insert(t.cabinets).values(
             id=cabinet, key_hex=key.hex(), name=name, location=location
         )
@@ -215,18 +281,183 @@ class Store:
         with self._write() as conn:
             conn.execute(ins)
 
+    def hold_keys(self, keys: dict[str, bytes]) -> None:
+        """Keys given on the command line (``--cabinet ID=KEYFILE``: tests, ``--simulate``):
+        kept in this Store's memory only. The cabinets' rows are made (records, presence and
+        reports name them), without a key. ``ValueError`` for a cabinet that is provisioned
+        (its key is sealed in the database) or retired."""
+        c = t.cabinets.c
+        with self._write() as conn:
+            for cabinet, key in keys.items():
+                if len(key) != 32:
+                    raise ValueError(f"cabinet {cabinet}: a key is 32 bytes")
+                had = conn.execute(
+                    sa.select(c.key_sealed, c.retired_at).where(c.id == cabinet)
+                ).first()
+                if had is not None and had.retired_at is not None:
+                    raise ValueError(f"cabinet {cabinet} is retired: it has no key any more")
+                if had is not None and had.key_sealed is not None:
+                    raise ValueError(
+                        f"cabinet {cabinet} is provisioned (its key is sealed in the database):"
+                        f" drop --cabinet {cabinet}"
+                    )
+                if had is None:
+                    conn.execute(t.cabinets.insert().values(id=cabinet))
+        self._held.update(keys)
+
+    def provision_cabinet(
+        self, cabinet: str, key: bytes, name: str = "", location: str = "", route: str | None = None
+    ) -> None:
+        """A new cabinet, its key sealed under the master key. ``ValueError`` when the id is
+        taken (a cabinet in service, or a retired one: its records stay under that id)."""
+        sealed = self._ring().seal(key, key_purpose(cabinet))
+        c = t.cabinets.c
+        with self._write() as conn:
+            had = conn.execute(
+                sa.select(*self._key_columns()).where(c.id == cabinet).with_for_update()
+            ).first()
+            values = {"key_sealed": sealed, "name": name, "location": location, "route": route}
+            if had is None:
+                conn.execute(t.cabinets.insert().values(id=cabinet, **values))
+                return
+            if had.retired_at is not None:
+                raise ValueError(
+                    f"cabinet {cabinet} was retired ({had.retired_at}); its records stay under"
+                    " that id: give the new cabinet another"
+                )
+            if had.key_sealed is not None or had.key_hex is not None:
+                raise ValueError(
+                    f"cabinet {cabinet} is already provisioned"
+                    f" (`kiosk central cabinet rotate-key {cabinet}` gives it a new key)"
+                )
+            # A row without a key: made for a cabinet given with --cabinet, or by a test.
+            conn.execute(t.cabinets.update().where(c.id == cabinet).values(**values))
+
+    def rotate_key(
+        self, cabinet: str, key: bytes, grace_s: float, now: datetime | None = None
+    ) -> datetime | None:
+        """A new key for ``cabinet``; the one it had is still accepted for ``grace_s``
+        seconds (0: not at all). Returns when the grace period ends (None for none).
+        ``KeyError`` for a cabinet not in service, ``ValueError`` for one whose key is not in
+        the database (given with --cabinet)."""
+        if grace_s < 0:
+            raise ValueError("the grace period is not negative")
+        ring, purpose = self._ring(), key_purpose(cabinet)
+        c = t.cabinets.c
+        until = (now or _now()) + timedelta(seconds=grace_s) if grace_s > 0 else None
+        with self._write() as conn:
+            had = conn.execute(
+                sa.select(*self._key_columns()).where(c.id == cabinet).with_for_update()
+            ).first()
+            if had is None or had.retired_at is not None:
+                raise KeyError(f"no cabinet {cabinet!r} in service")
+            if had.key_sealed is not None:
+                ring.open(had.key_sealed, purpose)  # a key that does not open is not kept on
+                previous = had.key_sealed
+            elif had.key_hex is not None:  # kept in clear until now: sealed from here on
+                previous = ring.seal(bytes.fromhex(had.key_hex), purpose)
+            else:
+                raise ValueError(
+                    f"cabinet {cabinet} has no key in the database (given with --cabinet?)"
+                )
+            conn.execute(
+                t.cabinets.update()
+                .where(c.id == cabinet)
+                .values(
+                    key_sealed=ring.seal(key, purpose),
+                    key_hex=None,
+                    prev_key_sealed=previous if until else None,
+                    prev_key_until=clock.iso(until) if until else None,
+                )
+            )
+        return until
+
+    def retire_cabinet(self, cabinet: str, now: datetime | None = None) -> str:
+        """No key any more (refused like a stranger), its records and figures kept; returns
+        when. ``KeyError`` for an unknown cabinet, ``ValueError`` for one already retired."""
+        c = t.cabinets.c
+        at = clock.iso(now or _now())
+        with self._write() as conn:
+            had = conn.execute(
+                sa.select(c.retired_at).where(c.id == cabinet).with_for_update()
+            ).first()
+            if had is None:
+                raise KeyError(f"no cabinet {cabinet!r}")
+            if had.retired_at is not None:
+                raise ValueError(f"cabinet {cabinet} was retired already ({had.retired_at})")
+            conn.execute(
+                t.cabinets.update()
+                .where(c.id == cabinet)
+                .values(
+                    retired_at=at,
+                    key_hex=None,
+                    key_sealed=None,
+                    prev_key_sealed=None,
+                    prev_key_until=None,
+                    online=False,
+                )
+            )
+        self._held.pop(cabinet, None)
+        return at
+
     def key(self, cabinet: str) -> bytes | None:
-        """One cabinet's key (what each HTTP request looks up), or None for a stranger."""
+        """A cabinet's live key (what the centre signs with), or None for a stranger or a
+        retired cabinet."""
+        keys = self.key_set(cabinet)
+        return keys.live if keys else None
+
+    def key_set(self, cabinet: str) -> CabinetKeys | None:
         with self._read() as conn:
-            k = conn.execute(
-                sa.select(t.cabinets.c.key_hex).where(t.cabinets.c.id == cabinet)
-            ).scalar()
-        return bytes.fromhex(k) if k is not None else None
+            r = conn.execute(
+                sa.select(*self._key_columns()).where(t.cabinets.c.id == cabinet)
+            ).first()
+        return self._keys_of(r) if r is not None else None
+
+    def verify_keys(self, cabinet: str, at: datetime | None = None) -> tuple[bytes, ...]:
+        """The keys a cabinet's signature is checked with (what each HTTP request looks up):
+        its live key, and during a rotation's grace period the one before; () for a stranger
+        or a retired cabinet. An answer is signed with the key its request was signed with."""
+        keys = self.key_set(cabinet)
+        return keys.accepted(at) if keys else ()
+
+    def key_sets(self) -> dict[str, CabinetKeys]:
+        """Every cabinet in service with its keys (what an ingest worker keeps at hand)."""
+        with self._read() as conn:
+            got = conn.execute(sa.select(*self._key_columns())).all()
+        out = {}
+        for r in got:
+            keys = self._keys_of(r)
+            if keys is not None:
+                out[r.id] = keys
+        return out
 
     def keys(self) -> dict[str, bytes]:
+        """Every cabinet in service and its live key."""
+        return {cab: k.live for cab, k in self.key_sets().items()}
+
+    def provisioned(self) -> list[str]:
+        """The cabinets in service whose key is sealed here: the broker's logins."""
+        c = t.cabinets.c
         with self._read() as conn:
-            got = conn.execute(sa.select(t.cabinets.c.id, t.cabinets.c.key_hex)).all()
-        return {c: bytes.fromhex(k) for c, k in got}
+            got = conn.execute(
+                sa.select(c.id)
+                .where(c.key_sealed.is_not(None), c.retired_at.is_(None))
+                .order_by(c.id)
+            ).scalars()
+            return list(got)
+
+    def sealed_samples(self, most: int = 3) -> list[tuple[str, str]]:
+        """A few sealed keys (text, purpose): the service opens them at start to find a wrong
+        master key before any cabinet does."""
+        c = t.cabinets.c
+        with self._read() as conn:
+            got = conn.execute(
+                sa.select(c.id, c.key_sealed)
+                .where(c.key_sealed.is_not(None))
+                .order_by(c.id)
+                .limit(most)
+            ).all()
+        return [(sealed, key_purpose(cab)) for cab, sealed in got]
 
     @staticmethod
     def _cabinet_dict(r: Any) -> dict[str, Any]:
@@ -234,23 +465,37 @@ class Store:
             "id": r.id,
             "name": r.name,
             "location": r.location,
+            "route": r.route,
+            "retired_at": r.retired_at,
             "last_contact": r.last_contact,
             "online": bool(r.online),
             "status_at": r.status_at,
             "version": r.version,
         }
 
-    def cabinets(self) -> list[dict[str, Any]]:
+    def _cabinet_query(self) -> Any:
         c = t.cabinets.c
-        q = sa.select(c.id, c.name, c.location, c.last_contact, c.online, c.status_at, c.version)
+        return sa.select(
+            c.id,
+            c.name,
+            c.location,
+            c.route,
+            c.retired_at,
+            c.last_contact,
+            c.online,
+            c.status_at,
+            c.version,
+        )
+
+    def cabinets(self) -> list[dict[str, Any]]:
+        """Every cabinet, retired ones too (``retired_at`` set)."""
         with self._read() as conn:
-            return [self._cabinet_dict(r) for r in conn.execute(q.order_by(c.id))]
+            got = conn.execute(self._cabinet_query().order_by(t.cabinets.c.id))
+            return [self._cabinet_dict(r) for r in got]
 
     def cabinet(self, cabinet: str) -> dict[str, Any] | None:
-        c = t.cabinets.c
-        q = sa.select(c.id, c.name, c.location, c.last_contact, c.online, c.status_at, c.version)
         with self._read() as conn:
-            r = conn.execute(q.where(c.id == cabinet)).first()
+            r = conn.execute(self._cabinet_query().where(t.cabinets.c.id == cabinet)).first()
         return self._cabinet_dict(r) if r else None
 
     def touch(self, cabinet: str) -> None:
@@ -492,11 +737,14 @@ class Store:
 
     # -- downlinks ------------------------------------------------------------------------
     def _key(self, conn: Connection, cabinet: str, lock: bool = False) -> bytes:
-        q = sa.select(t.cabinets.c.key_hex).where(t.cabinets.c.id == cabinet)
-        k = conn.execute(q.with_for_update() if lock else q).scalar()
-        if k is None:
-            raise KeyError(f"unknown cabinet {cabinet!r}")
-        return bytes.fromhex(k)
+        """The live key, to sign with; ``KeyError`` for a stranger or a retired cabinet."""
+        q = sa.select(*self._key_columns()).where(t.cabinets.c.id == cabinet)
+        r = conn.execute(q.with_for_update() if lock else q).first()
+        keys = self._keys_of(r) if r is not None else None
+        if keys is None:
+            why = "retired" if r is not None and r.retired_at is not None else "unknown"
+            raise KeyError(f"{why} cabinet {cabinet!r}")
+        return keys.live
 
     def put_downlink(
         self, cabinet: str, kind: str, payload: Any, version: int | None = None

@@ -200,7 +200,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         checks.append(doctor.check_disk(db_path, cfg.central.storage_low_mb))
         checks.append(doctor.check_clock(synced=doctor.ntp_synchronized()))
         checks.append(doctor.check_http(cfg.central.http))
-        checks.append(doctor.check_mqtt(cfg.central.mqtt))
+        checks += doctor.check_central_mqtt(cfg.central)
     for line in doctor.format_checks(checks):
         print(line, flush=True)
     return 0 if doctor.all_ok(checks) else 1

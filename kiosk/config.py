@@ -75,6 +75,10 @@ class Central:
     http: str = ""  # base URL of the central platform; empty: no HTTP
     ca_file: Path | None = None
     key_file: Path | None = None
+    # The cabinet's broker login (``kiosk central cabinet add`` makes both): ``kiosk-{id}``,
+    # and a file holding its password. Empty: no login (a broker that allows anonymous ones).
+    mqtt_username: str = ""
+    mqtt_password_file: Path | None = None
     http_fallback_after_s: float = 30.0
     batch_max_records: int = 500
     batch_max_bytes: int = 256_000
@@ -231,6 +235,8 @@ CENTRAL: Spec = {
     "http": (str, None, ""),
     "ca_file": (str, None, None),
     "key_file": (str, None, None),
+    "mqtt_username": (str, _at_most(64), ""),
+    "mqtt_password_file": (str, None, None),
     "http_fallback_after_s": ((int, float), _non_negative, 30.0),
     "batch_max_records": (int, _in_range(1, 10_000), 500),
     # At most 1 MB: the centre refuses an HTTP body over 1 MiB (docs/integration.md, "Limits").
@@ -418,12 +424,21 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         if {"id", "door", "slave", "capacity_g"} <= s.keys():
             shelves.append(Shelf(s["id"], s["door"], s["slave"], s["capacity_g"], tuple(lanes)))
 
+    central_t = tables.get("central") or {}
+    if bool(central_t.get("mqtt_username")) != bool(central_t.get("mqtt_password_file")):
+        given, other = (
+            ("mqtt_username", "mqtt_password_file")
+            if central_t.get("mqtt_username")
+            else ("mqtt_password_file", "mqtt_username")
+        )
+        ck.problem(f"central.{other}", f"missing ({given} needs it)")
+
     if ck.problems:
         raise ConfigError(ck.problems)
 
     t = {k: v for k, v in tables.items() if v is not None}
     central = dict(t["central"])
-    for key in ("ca_file", "key_file"):
+    for key in ("ca_file", "key_file", "mqtt_password_file"):
         central[key] = _resolve(base, central[key]) if central[key] else None
     sim = dict(t["simulator"])
     sim["catalog"] = _resolve(base, sim["catalog"]) if sim["catalog"] else None

@@ -4,16 +4,26 @@ Each check is a function returning frozen ``Check`` rows; the hardware checks ta
 typed by ``kiosk.hardware``'s interfaces, so this module never imports ``drivers/`` (the CLI
 passes the real ones in). Every probe runs under a deadline: a device that hangs is reported,
 not waited for.
+
+The centre's broker gets three lines: ``central mqtt`` (a TCP connect), ``central tls`` (is the
+URL ``mqtts://``, and does ``ca_file`` verify the broker's certificate) and ``central login``
+(does the broker accept ``mqtt_username`` with the password in ``mqtt_password_file``). The
+login is a real MQTT connect as the cabinet: the broker takes the login as the client id, so a
+running ``kiosk sync`` loses its connection for a moment and reconnects (its backoff).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import os
 import shutil
 import socket
 import sqlite3
+import ssl
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
@@ -24,7 +34,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from kiosk import config as config_mod
-from kiosk.config import Config, Door
+from kiosk.config import Central, Config, Door
 from kiosk.hardware import CodeSource, DeviceHealth, LockBoard, Reading, ScaleBus
 
 T = TypeVar("T")
@@ -345,6 +355,142 @@ def check_mqtt(url: str, timeout_s: float = 3.0) -> Check:
     except (OSError, ValueError) as e:
         return Check("central mqtt", False, f"{url}: {_why(e)}")
     return Check("central mqtt", True, f"{url}: broker accepts connections")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _tls_context(ca_file: str | Path | None) -> ssl.SSLContext:
+    """What the sync agent checks the broker with (``tls_set(ca_certs=ca_file)``)."""
+    if ca_file is not None and not Path(ca_file).exists():
+        raise FileNotFoundError(f"ca_file {ca_file}: no such file")
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
+def _tls_why(e: BaseException, ca_file: str | Path | None) -> str:
+    if isinstance(e, ssl.SSLCertVerificationError):
+        by = f"ca_file {ca_file}" if ca_file else "the system's CAs"
+        return f"the broker's certificate is not verified by {by}: {e.verify_message}"
+    return _why(e)
+
+
+def check_mqtt_tls(url: str, ca_file: str | Path | None = None, timeout_s: float = 3.0) -> Check:
+    """Is the link encrypted, and does ``ca_file`` verify the broker (a TLS handshake)."""
+    if not url:
+        return Check("central tls", True, "not configured")
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme != "mqtts":
+        if _loopback(host):
+            return Check("central tls", True, f"{url}: not encrypted (loopback only)")
+        return Check("central tls", False, f"{url}: not encrypted: use mqtts:// with ca_file")
+    try:
+        port = parts.port or 8883
+        ctx = _tls_context(ca_file)
+
+        def handshake() -> tuple[str, str]:
+            with (
+                socket.create_connection((host, port), timeout=timeout_s) as raw,
+                ctx.wrap_socket(raw, server_hostname=host) as tls,
+            ):
+                cert = tls.getpeercert() or {}
+                subject = dict(x[0] for x in cert.get("subject", ()))
+                return str(tls.version()), str(subject.get("commonName", host))
+
+        version, name = within(timeout_s + 1, handshake)
+    except Exception as e:
+        return Check("central tls", False, f"{url}: {_tls_why(e, ca_file)}")
+    by = f"ca_file {Path(ca_file).name}" if ca_file else "the system's CAs"
+    return Check("central tls", True, f"{url}: {version}, {name!r} verified by {by}")
+
+
+def mqtt_login(
+    url: str,
+    ca_file: str | Path | None,
+    username: str,
+    password: str,
+    timeout_s: float = 3.0,
+) -> str | None:
+    """One MQTT v5 connect: None when the broker accepts it, else why not."""
+    import paho.mqtt.client as mqtt
+
+    parts = urlsplit(url)
+    tls = parts.scheme == "mqtts"
+    answer: list[str | None] = []
+    client_id = username or f"kiosk-doctor-{os.getpid()}"
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if tls:
+        c.tls_set_context(_tls_context(ca_file))
+    if username:
+        c.username_pw_set(username, password)
+
+    def on_connect(client, userdata, flags, reason, props) -> None:
+        answer.append(str(reason) if reason.is_failure else None)
+
+    c.on_connect = on_connect
+    c.connect_timeout = timeout_s
+    try:
+        c.connect(parts.hostname or "", parts.port or (8883 if tls else 1883), 10, clean_start=True)
+        end = time.monotonic() + timeout_s
+        while not answer and time.monotonic() < end:
+            if c.loop(0.1) != mqtt.MQTT_ERR_SUCCESS and not answer:
+                return "the broker closed the connection"
+        if not answer:
+            return f"no answer within {timeout_s:g} s"
+        return answer[0]
+    finally:
+        with contextlib.suppress(Exception):
+            c.disconnect()
+
+
+def check_mqtt_login(
+    url: str,
+    ca_file: str | Path | None = None,
+    username: str = "",
+    password_file: str | Path | None = None,
+    timeout_s: float = 3.0,
+) -> Check:
+    """Does the broker accept the cabinet's login (or an anonymous one, without a login)."""
+    if not url:
+        return Check("central login", True, "not configured")
+    who = username or "an anonymous login"
+    password = ""
+    if password_file is not None:
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").strip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else _why(e)
+            return Check("central login", False, f"mqtt_password_file {password_file}: {why}")
+    try:
+        refused = within(timeout_s + 2, lambda: mqtt_login(url, ca_file, username, password))
+    except Exception as e:
+        return Check("central login", False, f"{who} not tried: {_tls_why(e, ca_file)}")
+    if refused is not None:
+        hint = " (check mqtt_username and mqtt_password_file)" if username else ""
+        return Check("central login", False, f"{who} refused: {refused}{hint}")
+    return Check("central login", True, f"{who} accepted")
+
+
+def check_central_mqtt(central: Central, timeout_s: float = 3.0) -> list[Check]:
+    """The broker: reachable, encrypted and verified, the login accepted (three lines)."""
+    url, ca = central.mqtt, central.ca_file
+    reach = check_mqtt(url, timeout_s)
+    tls = check_mqtt_tls(url, ca, timeout_s)
+    if url and not reach.ok:
+        login = Check("central login", False, "not tried: the broker is not reached")
+    elif url and not tls.ok:
+        login = Check("central login", False, "not tried: the link is not safe (central tls)")
+    else:
+        login = check_mqtt_login(
+            url, ca, central.mqtt_username, central.mqtt_password_file, timeout_s
+        )
+    return [reach, tls, login]
 
 
 def all_ok(checks: Iterable[Check]) -> bool:

@@ -64,7 +64,7 @@ from sync.http_link import (
     UnsignedAnswer,
     named_records,
 )
-from sync.mqtt_link import Inbound, MqttLink, parse_url
+from sync.mqtt_link import Inbound, MqttLink, parse_url, read_password
 from sync.payments import capture_refusal_is_final
 
 log = logging.getLogger("kiosk.sync")
@@ -91,6 +91,7 @@ class Settings:
     http_timeout_s: float = 10.0
     catchup_http_over: int = 0  # backlog above this goes over HTTP; 0: never
     version: str = "0.1.0"
+    mqtt_password: str = field(default="", repr=False)  # read from [central] mqtt_password_file
 
     @property
     def ca_file(self) -> str | None:
@@ -158,7 +159,12 @@ class Agent:
         self.mqtt: MqttLink | None = None
         if settings.central.mqtt:
             self.mqtt = MqttLink(
-                parse_url(settings.central.mqtt, settings.ca_file),
+                parse_url(
+                    settings.central.mqtt,
+                    settings.ca_file,
+                    settings.central.mqtt_username,
+                    settings.mqtt_password,
+                ),
                 settings.cabinet,
                 Backoff(settings.backoff_base_s, settings.backoff_cap_s),
                 settings.version,
@@ -598,13 +604,16 @@ class Agent:
             store.capture_tried(self.db, auth_id, True, None if ok else json.dumps(answer))
 
 
+NOT_TUNABLE = ("mqtt_password", "mqtt_username")  # from the configuration only
+
+
 def parse_tune(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` overrides of the agent's settings or of ``[central]``'s."""
     defaults = {
         f.name: f.default
         for dc in (Settings, Central)
         for f in fields(dc)
-        if isinstance(f.default, int | float | str)
+        if isinstance(f.default, int | float | str) and f.name not in NOT_TUNABLE
     }
     out: dict[str, object] = {}
     for item in items:
@@ -631,7 +640,10 @@ def main(cfg: Config, db_path: str | None, tune: list[str]) -> int:
         return 2
     try:
         key = signing.load_key(cfg.central.key_file)
-        settings = Settings.from_config(cfg, key, **parse_tune(tune))
+        password = ""
+        if cfg.central.mqtt_password_file is not None:
+            password = read_password(cfg.central.mqtt_password_file)
+        settings = Settings.from_config(cfg, key, mqtt_password=password, **parse_tune(tune))
     except (signing.KeyFileError, ValueError) as e:
         print(f"kiosk sync: {e}", file=sys.stderr)
         return 2

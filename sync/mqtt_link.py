@@ -6,6 +6,10 @@ jitter, not paho's own reconnect; clean start, as the cabinet relies on no broke
 paho's network loop for a moment, and hands back what arrived as ``Inbound`` messages with
 their MQTT v5 user properties (an ack's signature travels there). Presence: ``online`` retained
 after connecting, ``offline`` as the Last Will (and published on a clean stop).
+
+Login: ``[central] mqtt_username`` (``kiosk-{id}``) and the password in
+``mqtt_password_file``. The broker takes the login as the client id
+(``use_username_as_clientid``), which is the agent's own ``kiosk-{id}`` anyway.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -35,6 +40,8 @@ class MqttTarget:
     port: int
     tls: bool
     ca_file: str | None = None
+    username: str = ""  # empty: no login
+    password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -52,12 +59,28 @@ class Inbound:
         return values[0] if len(values) == 1 else None
 
 
-def parse_url(url: str, ca_file: str | None = None) -> MqttTarget:
+def parse_url(
+    url: str, ca_file: str | None = None, username: str = "", password: str = ""
+) -> MqttTarget:
     u = urlsplit(url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
         raise ValueError(f"{url!r} is not mqtt://host:port or mqtts://host:port")
     tls = u.scheme == "mqtts"
-    return MqttTarget(u.hostname, u.port or (8883 if tls else 1883), tls, ca_file)
+    port = u.port or (8883 if tls else 1883)
+    return MqttTarget(u.hostname, port, tls, ca_file, username, password)
+
+
+def read_password(path: str | Path) -> str:
+    """The broker password in ``path`` (one line); ``ValueError`` naming the file otherwise."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ValueError(f"mqtt_password_file {path}: {why}") from None
+    password = text.strip("\r\n")
+    if not password or "\n" in password:
+        raise ValueError(f"mqtt_password_file {path}: one line, the password")
+    return password
 
 
 def _status(state: str, version: str) -> str:
@@ -87,6 +110,8 @@ class MqttLink:
         c.will_set(wire.topic(cabinet, "status"), _status("offline", version), qos=1, retain=True)
         if target.tls:
             c.tls_set(ca_certs=target.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        if target.username:
+            c.username_pw_set(target.username, target.password)
         c.max_inflight_messages_set(64)
         c.connect_timeout = 5.0
         c.on_connect = self._on_connect

@@ -106,10 +106,10 @@ def test_postgres_centre_with_ingest_workers_killed_mid_catch_up(
     assert requests.get(f"{base}/healthz", timeout=5).json()["db"] is True
     # A real centre has no /admin at all (faults exist only with --simulate).
     assert requests.post(f"{base}/admin/faults", json={}, timeout=5).status_code == 404
-    workers = [
-        procs.start(f"ingest-{n}", kiosk("central", "ingest", "--db", url, "--mqtt", broker.url))
-        for n in range(2)
-    ]
+    ingest = kiosk(
+        "central", "ingest", "--db", url, "--mqtt", broker.url, "--cabinet", f"{CABINET}={keyfile}"
+    )
+    workers = [procs.start(f"ingest-{n}", ingest) for n in range(2)]
     for n, w in enumerate(workers):
         assert procs.first_line(f"ingest-{n}", w)["group"] == "ingest"
 

@@ -237,3 +237,46 @@ def test_a_hanging_probe_is_reported_not_waited_for() -> None:
 def test_lines_line_up() -> None:
     rows = [doctor.Check("config", True, "fine"), doctor.Check("door D1", False, "gone")]
     assert doctor.format_checks(rows) == ["ok   config   fine", "FAIL door D1  gone"]
+
+
+# -- the broker's TLS and the cabinet's login ------------------------------------------------
+def test_tls_and_login_are_separate_lines(tmp_path: Path) -> None:
+    """Against mosquitto as ``kiosk central cabinet add`` provisions it (TLS, one login per
+    cabinet): each line names its own trouble."""
+    from central.broker_files import username
+    from tests.central.test_broker_tls import make_ca, provisioned
+
+    with provisioned(tmp_path / "centre", ("QH-0001",)) as p:
+        url, ca, user = p.cabinet_url, p.ca, username("QH-0001")
+        secret = p.out / "QH-0001.mqtt-password"
+        central = config.Central(
+            mqtt=url, ca_file=ca, mqtt_username=user, mqtt_password_file=secret
+        )
+        rows = doctor.check_central_mqtt(central)
+        assert [r.name for r in rows] == ["central mqtt", "central tls", "central login"]
+        assert all(r.ok for r in rows), rows
+        assert "verified by ca_file ca.crt" in rows[1].detail
+        assert rows[2].detail == "kiosk-QH-0001 accepted"
+
+        other_ca, _, _ = make_ca(tmp_path / "other", "other-ca")  # not the broker's CA
+        tls = doctor.check_mqtt_tls(url, other_ca)
+        assert not tls.ok and "not verified by ca_file" in tls.detail
+        [_, tls_row, login_row] = doctor.check_central_mqtt(
+            config.Central(mqtt=url, ca_file=other_ca, mqtt_username=user)
+        )
+        assert not tls_row.ok and not login_row.ok and "not tried" in login_row.detail
+
+        wrong = tmp_path / "wrong-password"
+        wrong.write_text("not it\n")
+        refused = doctor.check_mqtt_login(url, ca, user, wrong)
+        assert not refused.ok and refused.detail.startswith("kiosk-QH-0001 refused: ")
+        assert "mqtt_password_file" in refused.detail
+        anonymous = doctor.check_mqtt_login(url, ca)
+        assert not anonymous.ok and "anonymous login refused" in anonymous.detail
+        missing = doctor.check_mqtt_login(url, ca, user, tmp_path / "nowhere")
+        assert not missing.ok and "nowhere" in missing.detail
+
+    # Plain MQTT is fine on loopback (tests, a broker on the cabinet), never across a network.
+    assert doctor.check_mqtt_tls("mqtt://127.0.0.1:1883").ok
+    far = doctor.check_mqtt_tls("mqtt://192.0.2.7:1883")
+    assert not far.ok and "not encrypted" in far.detail

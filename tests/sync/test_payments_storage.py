@@ -263,6 +263,8 @@ def test_central_cli_send_and_stats(tmp_path, broker, keyfile, sync_proc, cabine
                 str(cdb),
                 "--args",
                 '{"sku": "zr-rice-5kg", "price_fen": 4999}',
+                "--key-file",
+                str(keyfile),
             ],
             capture_output=True,
             text=True,
