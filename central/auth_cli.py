@@ -15,7 +15,7 @@ use the fleet API (``central.auth`` does the work).
 The password is read from stdin (one line; typed twice at a terminal), never from the command
 line, where other users could read it. A token is printed once: only its hash is kept. Each of
 these is audited as ``cli:<the OS user>`` from ``cli``. Anything refused is one line on stderr
-and exit 2 (``central.cli.UsageError``); nothing is changed then.
+and exit 2 (``central.cli_common.UsageError``); nothing is changed then.
 """
 
 from __future__ import annotations
@@ -25,18 +25,12 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from central.auth import ROLES, Auth, AuthError, Principal
+from central.cli_common import UsageError, open_store
 
 CLI_ADDRESS = "cli"
-
-
-def _usage_error(message: str) -> Exception:
-    from central.cli import UsageError  # here: central.cli imports this module to wire it
-
-    return UsageError(message)
 
 
 def _cli_principal() -> Principal:
@@ -50,33 +44,17 @@ def _cli_principal() -> Principal:
     return Principal(f"cli:{who}", "admin")
 
 
-def _open(args: argparse.Namespace) -> Any:
-    from central.service import ServiceError, prepare_database
-    from central.store import Store
-
-    db = getattr(args, "db", None)
-    if not db:
-        raise _usage_error("give --db PATH|URL (the centre's SQLite file or postgresql:// URL)")
-    if "://" not in db and not Path(db).exists():
-        raise _usage_error(f"{db}: no such file")
-    try:
-        prepare_database(db)
-    except ServiceError as e:
-        raise _usage_error(str(e)) from e
-    return Store(db, pool_size=1)
-
-
 Work = Callable[[Auth, Principal, argparse.Namespace], int]
 
 
 def _with_auth(work: Work) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        store = _open(args)
+        store = open_store(args, pool_size=1)
         try:
             return int(work(Auth(store), _cli_principal(), args))
         except AuthError as e:
             detail = f": {e.detail}" if e.detail not in (None, "") else ""
-            raise _usage_error(f"{e.error}{detail}") from e
+            raise UsageError(f"{e.error}{detail}") from e
         finally:
             store.close()
 
@@ -91,7 +69,7 @@ def _read_password() -> str:
     if sys.stdin.isatty():
         first = getpass.getpass("password: ")
         if getpass.getpass("again: ") != first:
-            raise _usage_error("the two passwords differ")
+            raise UsageError("the two passwords differ")
         return first
     line = sys.stdin.readline()
     return line.rstrip("\r\n")

@@ -7,7 +7,7 @@
 
 Each prints one line saying what the backup (or the restored database) holds: schema, records
 and sales, to compare with ``kiosk central stats``. A backup or restore that cannot be done is
-one line on stderr and exit 2 (``central.cli.UsageError``); nothing is overwritten.
+one line on stderr and exit 2 (``central.cli_common.UsageError``); nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -15,21 +15,15 @@ from __future__ import annotations
 import argparse
 
 from central import backup as bk
-
-
-def _usage_error(message: str) -> Exception:
-    from central.cli import UsageError  # here: central.cli imports this module to wire it
-
-    return UsageError(message)
+from central.cli_common import UsageError, db_arg
 
 
 def backup_cmd(args: argparse.Namespace) -> int:
-    if not getattr(args, "db", None):
-        raise _usage_error("give --db PATH|URL (the centre's SQLite file or postgresql:// URL)")
+    db = db_arg(args)
     try:
-        summary = bk.backup(args.db, args.out)
+        summary = bk.backup(db, args.out)
     except bk.BackupError as e:
-        raise _usage_error(str(e)) from e
+        raise UsageError(str(e)) from e
     print(f"backup: {summary.line()}")
     return 0
 
@@ -37,12 +31,11 @@ def backup_cmd(args: argparse.Namespace) -> int:
 def restore_cmd(args: argparse.Namespace) -> int:
     from central import migrate
 
-    if not getattr(args, "db", None):
-        raise _usage_error("give --db PATH|URL (a new SQLite file or an empty database's URL)")
+    db = db_arg(args, what="a new SQLite file or an empty database's URL")
     try:
-        summary = bk.restore(args.source, args.db)
+        summary = bk.restore(args.source, db)
     except bk.BackupError as e:
-        raise _usage_error(str(e)) from e
+        raise UsageError(str(e)) from e
     print(f"restored: {summary.line()}")
     if set(summary.schema) != migrate.heads():
         # SQLite migrates when the service starts; PostgreSQL is an operator's step.

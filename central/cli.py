@@ -49,22 +49,14 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from central.cli_common import UsageError, db_arg
 from kiosk import clock, signing
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-class UsageError(Exception):
-    """A command line that cannot be run as given (exit 2)."""
-
-
 def _db(args: argparse.Namespace, must_exist: bool = False) -> str:
-    db = getattr(args, "db", None)
-    if not db:
-        raise UsageError("give --db PATH|URL (the centre's SQLite file or postgresql:// URL)")
-    if must_exist and "://" not in db and not Path(db).exists():
-        raise UsageError(f"{db}: no such file")
-    return str(db)
+    return db_arg(args, must_exist)
 
 
 def _cabinet_keys(items: list[str]) -> dict[str, bytes]:

@@ -23,29 +23,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
+
+from central.cli_common import UsageError, open_store
 
 if TYPE_CHECKING:
     from central.keyring import Keyring
     from central.store import Store
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _usage(text: str) -> NoReturn:
-    # imported here: central.cli imports this module to build its parser
-    from central.cli import UsageError
-
-    raise UsageError(text)
-
-
-def _db(args: argparse.Namespace) -> str:
-    db = getattr(args, "db", None)
-    if not db:
-        _usage("give --db PATH|URL (the centre's SQLite file or postgresql:// URL)")
-    if "://" not in db and not Path(db).exists():
-        _usage(f"{db}: no such file")
-    return str(db)
 
 
 @contextmanager
@@ -56,15 +42,8 @@ def _store(args: argparse.Namespace, master_key: str = "no") -> Iterator[Store]:
     from central import staff
     from central.keyring import DEFAULT_PATH, KeyringError
     from central.provision import open_keyring
-    from central.service import ServiceError, prepare_database
-    from central.store import Store
 
-    db = _db(args)
-    try:
-        prepare_database(db)
-    except ServiceError as e:
-        _usage(str(e))
-    store = Store(db)
+    store = open_store(args)
     try:
         if master_key != "no":
             given = getattr(args, "master_key", None)
@@ -75,7 +54,7 @@ def _store(args: argparse.Namespace, master_key: str = "no") -> Iterator[Store]:
                 store.keyring.check(staff.sealed_samples(store))
         yield store
     except (ValueError, KeyringError) as e:  # StaffError is a ValueError
-        _usage(str(e))
+        raise UsageError(str(e)) from e
     finally:
         store.close()
 
@@ -91,7 +70,7 @@ def _catalog(args: argparse.Namespace) -> dict | None:
     try:
         return json.loads(Path(args.catalog).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        _usage(f"{args.catalog}: cannot read the catalogue: {e}")
+        raise UsageError(f"{args.catalog}: cannot read the catalogue: {e}") from e
 
 
 def _timezone(args: argparse.Namespace) -> str:
@@ -100,14 +79,14 @@ def _timezone(args: argparse.Namespace) -> str:
     try:
         return ZoneInfo(args.timezone).key
     except (ZoneInfoNotFoundError, ValueError):
-        _usage(f"--timezone {args.timezone!r}: no such time zone")
+        raise UsageError(f"--timezone {args.timezone!r}: no such time zone") from None
 
 
 def _write(write: Callable[[], Path], out: Path) -> None:
     try:
         write()
     except OSError as e:
-        _usage(f"{out}: cannot write: {e.strerror or e}")
+        raise UsageError(f"{out}: cannot write: {e.strerror or e}") from e
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -116,11 +95,11 @@ def export(args: argparse.Namespace) -> int:
     from central.reports import parse_period
 
     if not args.date_from or not args.date_to:
-        _usage("export: give --from YYYY-MM-DD and --to YYYY-MM-DD")
+        raise UsageError("export: give --from YYYY-MM-DD and --to YYYY-MM-DD")
     try:
         start, end = parse_period(args.date_from, args.date_to)
     except ValueError as e:
-        _usage(f"export: {e}")
+        raise UsageError(f"export: {e}") from e
     assert start and end
     tz, catalog = _timezone(args), _catalog(args)
     out = Path(args.out or f"sales_{start}_{end}.{args.format}")
@@ -142,7 +121,7 @@ def statements(args: argparse.Namespace) -> int:
     try:
         stm.month_bounds(args.month, tz)
     except ValueError as e:
-        _usage(f"statements: {e}")
+        raise UsageError(f"statements: {e}") from e
     with _store(args, "maybe") as store:
         st = stm.compute(store, store.keyring, args.month, tz, employer=args.employer)
     suffix = "_totals" if args.totals and args.format == "csv" else ""
@@ -162,7 +141,7 @@ def staff_import(args: argparse.Namespace) -> int:
     try:
         rows = staff.parse_csv(args.file)
     except staff.StaffError as e:
-        _usage(str(e))
+        raise UsageError(str(e)) from e
     with _store(args, "required") as store:
         got = staff.import_rows(store, _ring(store), rows)
     print(f"{got.added} cards added, {got.updated} updated (`staff push` sends them down)")

@@ -11,7 +11,7 @@
 Each takes ``--db PATH|URL``. A hook with neither ``--route`` nor ``--cabinet`` gets every
 cabinet's alarms. URLs are shown with their secrets cut (a WeCom robot's ``key=``, a DingTalk
 robot's ``access_token=``). Bad input is one line on stderr and exit 2
-(``central.cli.UsageError``); the running service picks up a change within a second.
+(``central.cli_common.UsageError``); the running service picks up a change within a second.
 """
 
 from __future__ import annotations
@@ -20,39 +20,10 @@ import argparse
 import json
 import sys
 from datetime import datetime
-from pathlib import Path
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from central import alarm_hooks as ah
 from central.alarm_text import FORMATS
-from central.store import Store
-
-
-def _usage_error(message: str) -> Exception:
-    from central.cli import UsageError  # here: central.cli imports this module to wire it
-
-    return UsageError(message)
-
-
-def _store(args: argparse.Namespace) -> Store:
-    from central import migrate
-
-    db = getattr(args, "db", None)
-    if not db:
-        raise _usage_error("give --db PATH|URL (the centre's SQLite file or postgresql:// URL)")
-    if "://" not in db and not Path(db).exists():
-        raise _usage_error(f"{db}: no such file")
-    try:
-        current = migrate.at_head(db)
-    except SQLAlchemyError as e:  # a server that is down, a wrong password: one line
-        why = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        raise _usage_error(f"cannot open the database: {why}") from e
-    if not current:
-        raise _usage_error(
-            f"the database is not at the newest schema: run `kiosk central db upgrade --db {db}`"
-        )
-    return Store(db)
+from central.cli_common import UsageError, open_store
 
 
 def _line(h: ah.Hook) -> str:
@@ -87,12 +58,12 @@ def _as_json(h: ah.Hook) -> dict:
 
 # -- commands -----------------------------------------------------------------------------------
 def add_cmd(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = open_store(args)
     try:
         h = ah.add_hook(store, args.url, route=args.route, cabinet=args.cabinet, fmt=args.format)
         on_route = ah.cabinets_on_route(store, h.target) if h.scope == "route" else None
     except ah.HookError as e:
-        raise _usage_error(str(e)) from e
+        raise UsageError(str(e)) from e
     finally:
         store.close()
     print(f"hook {h.id} added: {h.describe()}")
@@ -102,7 +73,7 @@ def add_cmd(args: argparse.Namespace) -> int:
 
 
 def list_cmd(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = open_store(args)
     try:
         got = ah.hooks(store)
     finally:
@@ -118,26 +89,26 @@ def list_cmd(args: argparse.Namespace) -> int:
 
 
 def remove_cmd(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = open_store(args)
     try:
         dropped = ah.remove_hook(store, args.id)
     finally:
         store.close()
     if dropped is None:
-        raise _usage_error(f"no hook {args.id}")
+        raise UsageError(f"no hook {args.id}")
     tail = f" ({dropped} undelivered message(s) dropped)" if dropped else ""
     print(f"hook {args.id} removed{tail}")
     return 0
 
 
 def _enable(args: argparse.Namespace, enabled: bool) -> int:
-    store = _store(args)
+    store = open_store(args)
     try:
         found = ah.set_enabled(store, args.id, enabled)
     finally:
         store.close()
     if not found:
-        raise _usage_error(f"no hook {args.id}")
+        raise UsageError(f"no hook {args.id}")
     print(f"hook {args.id} {'enabled' if enabled else 'disabled'}")
     return 0
 
@@ -151,11 +122,11 @@ def disable_cmd(args: argparse.Namespace) -> int:
 
 
 def test_cmd(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = open_store(args)
     try:
         why = ah.send_test(store, args.id)
     except ah.HookError as e:
-        raise _usage_error(str(e)) from e
+        raise UsageError(str(e)) from e
     finally:
         store.close()
     if why is not None:
