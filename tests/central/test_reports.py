@@ -7,7 +7,6 @@ second cabinet) is shared by test_export, test_staff and test_statements."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -19,13 +18,12 @@ import pytest
 from central import figures_cli, reports
 from central.store import Store
 from kiosk import catalog as kcat
-from kiosk import cli, contract, signing
+from kiosk import cli, signing
 from kiosk import db as kdb
 from kiosk import report as rpt
-from tests.sync.conftest import CABINET, KEY, ROOT
+from tests.sync.conftest import CABINET, KEY
+from tests.sync.test_report import CATALOG, item, store_batch
 
-CATALOG = json.loads((ROOT / "examples" / "catalog.json").read_text(encoding="utf-8"))
-PRICES = {p["sku"]: (p["price_fen"], p["cert_no"], p["supplier"]) for p in CATALOG["products"]}
 CABINET2, KEY2 = "QH-0002", bytes(range(32, 64))
 ALICE, BOB, GONE = "04a1b2c3d4", "0477665544", "DEADBEEF01"  # card UIDs; GONE: not registered
 PLATFORM = "wx-user-42"  # a scan-to-open platform account
@@ -55,17 +53,6 @@ OTHER = ("T1", "2026-11-12T05:00:00.000Z", [("bo-shell-craft", 2, True)], "card"
 # For tests whose SQL the others already run on both backends: SQLite only (the suite's time).
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 HOUSEHOLDS = {s["id"]: s["households"] for s in CATALOG["suppliers"]}
-
-
-def item(sku: str, qty: int, certified: bool) -> dict:
-    price, cert, supplier = PRICES[sku]
-    return {
-        "sku": sku,
-        "qty": qty,
-        "unit_price_fen": price,
-        "cert_no": cert if certified else "",
-        "supplier": supplier,
-    }
 
 
 def account(key: bytes, method: str, who: str | None) -> str | None:
@@ -128,14 +115,6 @@ def cabinet_with_sales(path: Path) -> None:
                 at=at,
             )
     db.conn.close()
-
-
-def store_batch(store: Store, cabinet: str, batch: dict) -> None:
-    """A batch as the ingest stores it: decoded by the one contract decoder."""
-    raw = json.dumps(batch).encode()
-    up = contract.decode_batch(raw)
-    assert up.rejected == ()
-    store.store_batches([(cabinet, up, hashlib.sha256(raw).hexdigest())])
 
 
 def centre_with_sales(store: Store, cabinet_db: Path) -> None:

@@ -20,13 +20,11 @@ from central.schema import metadata
 from central.store import BatchAnswer, Stats, Store
 from kiosk import contract, report, signing, wire
 from kiosk.contract import UpBatch, UpRecord
-from tests.conftest import ROOT
+from tests.sync.test_report import CATALOG, item
 
 KEY = bytes(range(32))
 CAB, CAB2 = "QH-0001", "QH-0002"
 TZ = "Asia/Shanghai"
-CATALOG = json.loads((ROOT / "examples" / "catalog.json").read_text(encoding="utf-8"))
-PRICES = {p["sku"]: (p["price_fen"], p["cert_no"], p["supplier"]) for p in CATALOG["products"]}
 
 
 def rec(rid: str, seq: int, type: str = "event", at: str = "2026-11-27T02:00:00.000Z", **body):
@@ -179,17 +177,6 @@ def test_telemetry_names_the_cabinet_and_a_batch_is_contact(cab_store):
 
 
 # -- sales and the report ----------------------------------------------------------------------
-def item(sku: str, qty: int, certified: bool = True) -> dict:
-    price, cert, supplier = PRICES[sku]
-    return {
-        "sku": sku,
-        "qty": qty,
-        "unit_price_fen": price,
-        "cert_no": cert if certified else "",
-        "supplier": supplier,
-    }
-
-
 def sale(rid: str, seq: int, closed: str, *items: dict, session: str, sale_id: str) -> UpRecord:
     body = {
         "id": sale_id,

@@ -31,7 +31,7 @@ SUMMARY = (
 )
 
 
-def item(sku: str, qty: int, certified: bool) -> dict:
+def item(sku: str, qty: int, certified: bool = True) -> dict:
     price, cert, supplier = PRICES[sku]
     return {
         "sku": sku,
