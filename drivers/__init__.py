@@ -5,7 +5,7 @@ The CLI calls these factories (lazily); nothing in ``kiosk/`` imports this packa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection
 
 from kiosk.hardware import CodeSource, DeviceHealth, LockBoard, ScaleBus
 
@@ -18,20 +18,20 @@ def open_lock_board(
     baud: int,
     on_health: HealthCallback | None = None,
     *,
-    open_states: Mapping[tuple[int, int], str] | None = None,
+    inverted: Collection[tuple[int, int]] = (),
 ) -> LockBoard:
     """The lock boards on one serial line (call once per distinct url).
 
-    ``protocol`` is ``"8a80"`` or ``"kerong_cu"``; ``open_states`` maps (board, lock) to a
-    door's ``open_state`` (8A/80 only; ``"11"`` when absent).
+    ``protocol`` is ``"8a80"`` or ``"kerong_cu"``; ``inverted`` holds the (board, lock) of
+    the doors whose configuration says ``status_inverted = true`` (wired the other way).
     """
     from drivers import lock_8a80, lock_kerong
     from drivers.lock_link import Board8A80, BoardKerongCU, LockLink
 
     if protocol == "8a80":
-        return Board8A80(LockLink(lock_8a80, url, baud, on_health=on_health), open_states)
+        return Board8A80(LockLink(lock_8a80, url, baud, on_health=on_health), inverted)
     if protocol == "kerong_cu":
-        return BoardKerongCU(LockLink(lock_kerong, url, baud, on_health=on_health))
+        return BoardKerongCU(LockLink(lock_kerong, url, baud, on_health=on_health), inverted)
     raise ValueError(f"unknown lock protocol {protocol!r}")
 
 

@@ -14,8 +14,11 @@ OPEN = 0x8A  # head of "open" requests and their replies
 QUERY = 0x80  # head of "query" requests and their replies
 OPEN_CMD = 0x11  # 4th byte of an open request
 QUERY_CMD = 0x33  # 4th byte of a query request (and last data byte of a query-all reply)
-STATUS_OPEN = 0x11  # status byte of a lock reported open on standard wiring
-STATUS_LOCKED = 0x00
+# Status bytes on the field convention (every outside source and the vendor manual agree):
+# 00 = open, 11 = closed. A board wired the other way shows them swapped; the driver applies
+# the door's ``status_inverted``, this module only carries the raw byte.
+STATUS_OPEN = 0x00
+STATUS_LOCKED = 0x11
 
 
 # -- requests ----------------------------------------------------------------------------
@@ -44,10 +47,11 @@ class QueryAll:
 # -- replies -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LockStatus:
-    """Reply to OpenLock (``opened=True``, head 8A) or QueryLock (head 80).
+    """Reply to OpenLock or OpenAll (``opened=True``, head 8A) or QueryLock (head 80).
 
-    ``status`` is the raw byte: 0x11 or 0x00, whose meaning depends on the wiring
-    (the door's ``open_state``); the driver interprets it, not this module.
+    ``status`` is the raw byte: 0x00 or 0x11, whose meaning depends on the wiring (the
+    door's ``status_inverted``); the driver interprets it, not this module. A successful
+    unlock is answered ``8A BB LL 00 XX``; "open all" (lock 0) by ``8A BB 00 00 XX``.
     """
 
     board: int
@@ -58,13 +62,16 @@ class LockStatus:
 
 @dataclass(frozen=True)
 class AllStatus:
-    """Reply to QueryAll: ``mask`` bit 0 = lock 1 ... bit 23 = lock 24; bit set = open."""
+    """Reply to QueryAll: ``mask`` (M3 M2 M1) bit 0 = lock 1 ... bit 23 = lock 24.
+
+    A set bit means locked on the field convention (the same switch level as status 11).
+    """
 
     board: int
     mask: int
 
     def locks(self) -> frozenset[int]:
-        """The locks (counted from 1) whose bit is set."""
+        """The locks (counted from 1) whose bit is set (locked, unless wired inverted)."""
         return frozenset(i + 1 for i in range(24) if self.mask >> i & 1)
 
 

@@ -1,9 +1,10 @@
 """The Kerong "CU" lock board protocol (hardware.md section 2): frames and bytes, no I/O.
 
 Request ``02 ADDR CMD 03 SUM``; every reply is the 9-byte status frame
-``02 ADDR 35 H1 H2 I1 I2 03 SUM``; SUM = sum of the bytes before it & 0xFF. ADDR's high
-nibble is the board (0..15), its low nibble the lock index (0..15). Locks are counted from
-1 here as in the configuration (lock 1 is index 0 on the wire). Both sides use this module.
+``02 ADDR 35 H1 H2 I1 I2 03 SUM``, though several real boards send none to an unlock (0x31);
+SUM = sum of the bytes before it & 0xFF. ADDR's high nibble is the board (0..15), its low
+nibble the lock index (0..15). Locks are counted from 1 here as in the configuration (lock 1
+is index 0 on the wire). Both sides use this module.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ STX = 0x02
 ETX = 0x03
 STATUS = 0x30
 UNLOCK = 0x31
+STATUS_ALL = 0x32  # board-wide status, used by other software; answered like 0x30
 UNLOCK_ALL = 0x33
 REPLY = 0x35
 
 
 @dataclass(frozen=True)
 class Status:
+    board: int
+
+
+@dataclass(frozen=True)
+class StatusAll:
     board: int
 
 
@@ -39,8 +46,11 @@ class UnlockAll:
 class BoardStatus:
     """The status frame. ``hooks``/``infrared`` bit 0 = lock 1 ... bit 15 = lock 16.
 
-    A hook bit set means the latch is open (door not latched); an infrared bit set means
-    an item is present. ``echo`` is the low nibble of ADDR as sent (kept for round trips).
+    A hook bit set means locked on the field convention (four of five independent
+    implementations; the old spec's "1 = open" was wrong); a board wired the other way
+    shows it inverted, which the driver applies (``status_inverted``), not this module.
+    An infrared bit set means an item is present. ``echo`` is the low nibble of ADDR as
+    sent (kept for round trips).
     """
 
     board: int
@@ -48,14 +58,15 @@ class BoardStatus:
     infrared: int = 0
     echo: int = 0
 
-    def open_locks(self) -> frozenset[int]:
+    def hooked_locks(self) -> frozenset[int]:
+        """The locks whose hook bit is set."""
         return frozenset(i + 1 for i in range(16) if self.hooks >> i & 1)
 
-    def is_open(self, lock: int) -> bool:
+    def hooked(self, lock: int) -> bool:
         return bool(self.hooks >> (lock - 1) & 1)
 
 
-Request = Status | Unlock | UnlockAll
+Request = Status | StatusAll | Unlock | UnlockAll
 Reply = BoardStatus
 Frame = Request | Reply
 
@@ -79,6 +90,8 @@ def encode(frame: Frame) -> bytes:
     match frame:
         case Status(board):
             return _seal(bytes([STX, _addr(board), STATUS, ETX]))
+        case StatusAll(board):
+            return _seal(bytes([STX, _addr(board), STATUS_ALL, ETX]))
         case Unlock(board, lock):
             return _seal(bytes([STX, _addr(board, lock - 1), UNLOCK, ETX]))
         case UnlockAll(board):
@@ -99,7 +112,7 @@ def answers(request: Request, reply: Reply) -> bool:
     return isinstance(reply, BoardStatus) and reply.board == request.board
 
 
-_REQUESTS = {STATUS: Status, UNLOCK_ALL: UnlockAll}
+_REQUESTS = {STATUS: Status, STATUS_ALL: StatusAll, UNLOCK_ALL: UnlockAll}
 
 
 def _decode(raw: bytes) -> Frame | None:

@@ -1,8 +1,10 @@
 """Lock boards over a serial line: the link that owns the port, and one LockBoard per protocol.
 
 ``LockLink`` keeps one request in flight (several doors share an RS-485 line), waits for the
-matching reply for about 100 ms plus the bytes' wire time, retries a bounded number of times,
-and reopens the port with backoff when the device disappears. Failures become the core's
+matching reply for about 100 ms plus the bytes' wire time, retries queries a bounded number of
+times, and reopens the port with backoff when the device disappears. An unlock is never
+retried: each one pulses the lock again (several real Kerong boards never answer one), so it
+is sent once and confirmed with a status query. Failures become the core's
 ``LockBoardOffline`` / ``LockFault`` here, once. A door is never reported latched unless the
 board said so: no answer raises, it never returns False.
 """
@@ -13,7 +15,7 @@ import contextlib
 import termios
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection
 from types import ModuleType
 from typing import Any
 
@@ -133,14 +135,17 @@ class LockLink:
         n = len(self.codec.encode(request)) + self.codec.reply_length(request)
         return self.answer_s + wire_time(n, self.baud)
 
-    def transact(self, request: Any, *, reply_required: bool = True) -> Any:
+    def transact(self, request: Any, *, reply_required: bool = True, once: bool = False) -> Any:
         """Send ``request``; return the reply that answers it (None if none came and none
-        was required). Raises LockBoardOffline after the bounded retries."""
+        was required). Raises LockBoardOffline after the bounded retries.
+
+        ``once``: send it at most one time, also when the port fails mid-write (an unlock:
+        a second copy would pulse the lock again); no reply then returns None."""
         data = self.codec.encode(request)
         timeout = self.timeout_s(request)
         why = "no answer"
         with self._lock:
-            for _ in range(1 + self.retries if reply_required else 1):
+            for _ in range(1 if once or not reply_required else 1 + self.retries):
                 port = self._open()
                 try:
                     reply = self._exchange(port, request, data, timeout)
@@ -151,7 +156,7 @@ class LockLink:
                 if reply is not None:
                     self.health.report(True)
                     return reply
-                if not reply_required:
+                if once or not reply_required:
                     return None
             if why == "no answer":
                 self.health.report(False, why)
@@ -175,36 +180,46 @@ class LockLink:
         return None
 
 
-def _status_byte(open_state: str | int) -> int:
-    return open_state if isinstance(open_state, int) else int(open_state, 16)
+def _confirm_unlock(link: LockLink, request: Any, confirmed: Callable[[], bool]) -> bool:
+    """After an unlock sent once: the board's state from a fresh status query.
+
+    A board that stays silent on the query too is a fault (LockBoardOffline), never a
+    reason to pulse the lock a second time."""
+    try:
+        return confirmed()
+    except LockBoardOffline as e:
+        raise LockBoardOffline(
+            link.device, f"{request!r} sent once; no status came back to confirm it ({e.why})"
+        ) from e
 
 
 class Board8A80:
     """kiosk.hardware.LockBoard over the 8A/80 protocol.
 
-    ``open_states`` maps (board, lock) to the status byte meaning "open" on that door's
-    wiring (``"11"`` by default). An inverted door's bit in a "query all" mask is inverted
+    ``inverted`` holds the (board, lock) doors wired the other way (``status_inverted``):
+    status 11 means open there instead of 00. Their bit in a "query all" mask is inverted
     too: the board reports the same switch level in both replies.
     """
 
-    def __init__(self, link: LockLink, open_states: Mapping[tuple[int, int], str] | None = None):
+    def __init__(self, link: LockLink, inverted: Collection[tuple[int, int]] = ()):
         self.link = link
-        self._open_byte = {k: _status_byte(v) for k, v in (open_states or {}).items()}
+        self._inverted = frozenset(inverted)
 
     def _is_open(self, board: int, lock: int, status: int) -> bool:
-        open_byte = self._open_byte.get((board, lock), lock_8a80.STATUS_OPEN)
-        if status == open_byte:
-            return True
-        if status in (lock_8a80.STATUS_OPEN, lock_8a80.STATUS_LOCKED):
-            return False
-        raise LockFault(self.link.device, f"board {board} lock {lock}: status {status:#04x}")
+        if status not in (lock_8a80.STATUS_OPEN, lock_8a80.STATUS_LOCKED):
+            raise LockFault(self.link.device, f"board {board} lock {lock}: status {status:#04x}")
+        return (status == lock_8a80.STATUS_OPEN) != ((board, lock) in self._inverted)
 
     def unlock(self, board: int, lock: int) -> bool:
-        reply = self.link.transact(lock_8a80.OpenLock(board, lock))
-        return self._is_open(board, lock, reply.status)
+        request = lock_8a80.OpenLock(board, lock)
+        reply = self.link.transact(request, once=True)
+        if reply is not None and self._is_open(board, lock, reply.status):
+            return True  # the unlock's own reply carries the lock's status
+        return _confirm_unlock(self.link, request, lambda: self.is_open(board, lock))
 
     def unlock_all(self, board: int) -> None:
-        self.link.transact(lock_8a80.OpenAll(board), reply_required=False)
+        # Real boards answer with one 5-byte reply (8A BB 00 00 XX); none is not an error.
+        self.link.transact(lock_8a80.OpenAll(board), once=True)
 
     def is_open(self, board: int, lock: int) -> bool:
         reply = self.link.transact(lock_8a80.QueryLock(board, lock))
@@ -213,32 +228,47 @@ class Board8A80:
     def open_locks(self, board: int) -> frozenset[int]:
         reply = self.link.transact(lock_8a80.QueryAll(board))
         mask = reply.mask
-        for (b, lock), open_byte in self._open_byte.items():
-            if b == board and open_byte != lock_8a80.STATUS_OPEN:
+        for b, lock in self._inverted:
+            if b == board:
                 mask ^= 1 << (lock - 1)
-        return lock_8a80.AllStatus(board, mask).locks()
+        # a set bit is "locked" on the field convention: the open locks are the clear ones
+        return frozenset(range(1, 25)) - lock_8a80.AllStatus(board, mask).locks()
 
     def close(self) -> None:
         self.link.close()
 
 
 class BoardKerongCU:
-    """kiosk.hardware.LockBoard over the Kerong CU protocol (every reply is the status)."""
+    """kiosk.hardware.LockBoard over the Kerong CU protocol (every reply is the status).
 
-    def __init__(self, link: LockLink):
+    A hook bit of 1 means locked; ``inverted`` holds the (board, lock) doors wired the other
+    way (``status_inverted``), where 1 means open.
+    """
+
+    def __init__(self, link: LockLink, inverted: Collection[tuple[int, int]] = ()):
         self.link = link
+        self._inverted = frozenset(inverted)
+
+    def _is_open(self, reply: lock_kerong.BoardStatus, lock: int) -> bool:
+        return reply.hooked(lock) == ((reply.board, lock) in self._inverted)
 
     def unlock(self, board: int, lock: int) -> bool:
-        return self.link.transact(lock_kerong.Unlock(board, lock)).is_open(lock)
+        request = lock_kerong.Unlock(board, lock)
+        # Several real boards never answer 0x31: the lock opens and nothing comes back.
+        reply = self.link.transact(request, once=True)
+        if reply is not None and self._is_open(reply, lock):
+            return True
+        return _confirm_unlock(self.link, request, lambda: self.is_open(board, lock))
 
     def unlock_all(self, board: int) -> None:
-        self.link.transact(lock_kerong.UnlockAll(board))
+        self.link.transact(lock_kerong.UnlockAll(board), once=True)
 
     def is_open(self, board: int, lock: int) -> bool:
-        return self.link.transact(lock_kerong.Status(board)).is_open(lock)
+        return self._is_open(self.link.transact(lock_kerong.Status(board)), lock)
 
     def open_locks(self, board: int) -> frozenset[int]:
-        return self.link.transact(lock_kerong.Status(board)).open_locks()
+        reply = self.link.transact(lock_kerong.Status(board))
+        return frozenset(lock for lock in range(1, 17) if self._is_open(reply, lock))
 
     def close(self) -> None:
         self.link.close()

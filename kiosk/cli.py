@@ -34,6 +34,8 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     from kiosk import config
 
     cfg = config.load(args.file)  # a ConfigError: ``main`` lists its problems, exit 2
+    for w in cfg.warnings:  # worth a look, but the file is usable: exit 0
+        print(f"warning: {w}")
     print(
         f"{Path(args.file).name}: ok (cabinet {cfg.cabinet.id}, {len(cfg.doors)} doors, "
         f"{len(cfg.shelves)} shelves)"
@@ -173,12 +175,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         import drivers
         from kiosk import db as kdb
 
-        open_states = _open_states_by_url(cfg)
+        inverted = _inverted_by_url(cfg)
         shelves = {s.id: s.slave for s in cfg.shelves}
         checks += doctor.check_doors(
             cfg,
             lambda proto, url, baud: drivers.open_lock_board(
-                proto, url, baud, open_states=open_states.get(url)
+                proto, url, baud, inverted=inverted.get(url, ())
             ),
         )
         checks += doctor.check_shelves(
@@ -249,11 +251,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 # -- Step 4: the controller, its control socket, operators, accounts, sales ---------------------
-def _open_states_by_url(cfg: Config) -> dict[str, dict[tuple[int, int], str]]:
-    """Each serial line's doors: (board, lock) -> the door's ``open_state``."""
-    by_url: dict[str, dict[tuple[int, int], str]] = {}
+def _inverted_by_url(cfg: Config) -> dict[str, set[tuple[int, int]]]:
+    """Each serial line's doors wired the other way (``status_inverted``): (board, lock)."""
+    by_url: dict[str, set[tuple[int, int]]] = {d.url: set() for d in cfg.doors}
     for d in cfg.doors:
-        by_url.setdefault(d.url, {})[(d.board, d.lock)] = d.open_state
+        if d.status_inverted:
+            by_url[d.url].add((d.board, d.lock))
     return by_url
 
 
@@ -263,13 +266,13 @@ def open_devices(
     """Drivers for the devices in the configuration (real serial lines or ``kiosk sim``)."""
     import drivers
 
-    states = _open_states_by_url(cfg)
+    inverted = _inverted_by_url(cfg)
     by_url: dict[str, LockBoard] = {}  # one driver per serial line, shared by its doors
     locks: dict[str, LockBoard] = {}
     for d in cfg.doors:
         if d.url not in by_url:
             by_url[d.url] = drivers.open_lock_board(
-                d.protocol, d.url, d.baud, on_health, open_states=states[d.url]
+                d.protocol, d.url, d.baud, on_health, inverted=inverted[d.url]
             )
         locks[d.id] = by_url[d.url]
     scales = drivers.open_scale_bus(

@@ -44,7 +44,9 @@ class Door:
     baud: int
     board: int
     lock: int
-    open_state: str = "11"
+    # True for a board wired the other way round from the field convention: 8A/80 status
+    # 11 (not 00) means open, a Kerong CU hook bit of 1 means open (not locked).
+    status_inverted: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ class Config:
     central: Central = field(default_factory=Central)
     limits: Limits = field(default_factory=Limits)
     simulator: Simulator = field(default_factory=Simulator)
+    # Things worth fixing that still leave the file usable (``kiosk config check`` prints them)
+    warnings: tuple[str, ...] = ()
 
     def door(self, door_id: str) -> Door:
         return next(d for d in self.doors if d.id == door_id)
@@ -206,7 +210,8 @@ DOOR: Spec = {
     "baud": (int, _one_of(BAUD_RATES), None),  # None: the protocol's own default
     "board": (int, None, REQUIRED),  # range depends on the protocol: checked below
     "lock": (int, None, REQUIRED),
-    "open_state": (str, _status_byte, None),
+    "status_inverted": (bool, None, None),  # None: not stated (config check warns)
+    "open_state": (str, _status_byte, None),  # the old 8A/80 spelling of status_inverted
 }
 LANE: Spec = {
     "sku": (str, _not_empty, REQUIRED),
@@ -271,7 +276,13 @@ TOP_TABLES = {
 OPTIONAL_TABLES = ("central", "limits", "simulator")
 PROTOCOL_BAUD = {"8a80": 9600, "kerong_cu": 19200}
 
-_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "a table"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -282,9 +293,13 @@ class _Checker:
     def __init__(self, filename: str):
         self.filename = filename
         self.problems: list[str] = []
+        self.warnings: list[str] = []
 
     def problem(self, path: str, why: str) -> None:
         self.problems.append(f"{self.filename}: {path}: {why}")
+
+    def warn(self, path: str, why: str) -> None:
+        self.warnings.append(f"{self.filename}: {path}: {why}")
 
     def table(self, data: Any, spec: Spec, path: str) -> dict[str, Any] | None:
         if not isinstance(data, dict):
@@ -303,7 +318,7 @@ class _Checker:
                 continue
             value = data[key]
             # bool is an int in Python; TOML's true is never a number here.
-            if isinstance(value, bool) or not isinstance(value, typ):
+            if (isinstance(value, bool) and typ is not bool) or not isinstance(value, typ):
                 self.problem(f"{path}.{key}", f"must be {_type_name(typ)}, not {value!r}")
                 continue
             why = check(value) if check else None
@@ -364,8 +379,8 @@ def parse(data: dict[str, Any], path: Path) -> Config:
             if key in d and not lo <= d[key] <= hi:
                 ck.problem(f"{where}.{key}", f"{d[key]} is outside {lo}..{hi}")
                 ok = False
-        if proto != "8a80" and d.get("open_state") is not None:
-            ck.problem(f"{where}.open_state", "only the 8a80 protocol has open_state")
+        inverted = _polarity(ck, where, proto, d)
+        if inverted is None:
             ok = False
         if not ok or "url" not in d or "board" not in d or "lock" not in d:
             continue
@@ -384,7 +399,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
                 baud=d.get("baud") or PROTOCOL_BAUD[proto],
                 board=d["board"],
                 lock=d["lock"],
-                open_state=(d.get("open_state") or "11").upper(),
+                status_inverted=inverted,
             )
         )
 
@@ -455,7 +470,43 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         central=Central(**central),
         limits=Limits(**t["limits"]),
         simulator=Simulator(**sim),
+        warnings=tuple(ck.warnings),
     )
+
+
+# What each protocol's default (status_inverted = false) reads, for the messages below.
+FIELD_CONVENTION = {
+    "8a80": "status 00 = open, 11 = closed",
+    "kerong_cu": "a hook bit of 1 = locked",
+}
+
+
+def _polarity(ck: _Checker, where: str, proto: str, d: dict[str, Any]) -> bool | None:
+    """The door's ``status_inverted`` (None after a problem). ``open_state`` is its old
+    8A/80 spelling, where "11" meant open: that wiring is the inverted one now."""
+    inverted, open_state = d.get("status_inverted"), d.get("open_state")
+    if open_state is not None:
+        if proto != "8a80":
+            ck.problem(f"{where}.open_state", "only the 8a80 protocol has open_state")
+            return None
+        if inverted is not None:
+            ck.problem(f"{where}.open_state", "give status_inverted alone (open_state is old)")
+            return None
+        if open_state.upper() not in ("00", "11"):
+            ck.problem(f"{where}.open_state", f"{open_state!r} is neither '00' nor '11'")
+            return None
+        inverted = open_state.upper() == "11"
+        ck.warn(
+            f"{where}.open_state",
+            f"replaced by status_inverted: write status_inverted = {str(inverted).lower()}",
+        )
+        return inverted
+    if inverted is None and proto in FIELD_CONVENTION:
+        ck.warn(
+            f"{where}.status_inverted",
+            f"not stated; false assumed ({FIELD_CONVENTION[proto]}): check the board's wiring",
+        )
+    return bool(inverted)
 
 
 def load(path: str | Path) -> Config:

@@ -92,6 +92,10 @@ class SimulatedCabinet:
             raise ValueError("CODE must be printable ASCII")
         self.scanner.scan(code)
 
+    def unlocks_heard(self, door: str) -> int:
+        """How many unlock requests reached the door's board (each pulses a real lock)."""
+        return self._line_of[door].unlocks_heard[door]
+
     def _device(self, device: str) -> DeviceThread:
         if device in self._line_of:
             return self._line_of[device]
@@ -110,6 +114,8 @@ class SimulatedCabinet:
                 self.model.freeze(device, True)
             else:
                 raise ModelError(f"stuck needs a door or a shelf, not {device}")
+        elif fault.kind == "silent-unlock" and device not in self._line_of:
+            raise ModelError(f"silent-unlock needs a door, not {device}")
         elif fault.kind == "unplug" and device not in self.scales.shelf_ids:
             dev.unplug()  # a shelf's transmitter unplugged just stops answering
         dev.faults.set(device, fault)

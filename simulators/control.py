@@ -86,6 +86,10 @@ COMMANDS: dict[str, Command] = {
     "fault": Command(
         "fault DEVICE KIND [ARGS]", 2, 3, lambda c, a: c.fault(a[0], parse_fault(a[1:]))
     ),
+    # the door's board pulses the lock on an unlock but answers nothing; ``clear DOOR`` ends it
+    "silent-unlock": Command(
+        "silent-unlock DOOR", 1, 1, lambda c, a: c.fault(a[0], Fault("silent-unlock"))
+    ),
     "clear": Command("clear DEVICE", 1, 1, lambda c, a: c.clear(a[0])),
     "state": Command("state", 0, 0, lambda c, a: c.model.state()),
 }
@@ -218,6 +222,9 @@ class ControlClient:
 
     def fault(self, device: str, kind: str, *args: float | str) -> None:
         self.command(" ".join(["fault", device, kind, *map(str, args)]))
+
+    def silent_unlock(self, door: str) -> None:
+        self.command(f"silent-unlock {door}")
 
     def clear(self, device: str) -> None:
         self.command(f"clear {device}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 from kiosk.config import Door
@@ -16,7 +17,9 @@ class LockLineSim(DeviceThread):
     """Every lock board on one RS-485 line (the doors whose config ``url`` is the same).
 
     Faults set on any of the line's doors act on the whole line (it is one cable), except
-    ``stuck``, which the model applies to one door's sensor.
+    ``stuck``, which the model applies to one door's sensor, and ``silent-unlock``: that
+    door's board opens the lock on an unlock but answers nothing, as several real Kerong
+    boards do (queries are still answered).
     """
 
     def __init__(self, doors: list[Door], model: CabinetModel, link: Path | None, seed: int):
@@ -32,14 +35,40 @@ class LockLineSim(DeviceThread):
         self._doors = {(d.board, d.lock): d for d in doors}
         self._boards = {d.board for d in doors}
         self._parser = RequestParser(self.protocol)
+        # unlock requests that reached each door's board (a silent board's too): every one
+        # is a pulse on a real board, so tests count them
+        self.unlocks_heard: dict[str, int] = dict.fromkeys(self.door_ids, 0)
 
     def on_data(self, fd: int, data: bytes, at: float) -> None:
         for req in self._parser.feed(self.faults.mangle(data)):
+            self._count_unlock(req)
             if req.board not in self._boards or self.faults.has("silent"):
                 continue  # no such board on this line, or a dead one: no answer
             done_at = at + self.pacer.wire_s(len(req.raw))  # the request's own wire time
             reply = self._handle(req)
+            if self._silent_unlock(req):
+                continue  # the lock was pulsed; the board says nothing
             self.write(self.faults.mangle(reply), since=done_at + self.faults.delay_s())
+
+    def _count_unlock(self, req: Request) -> None:
+        for (board, lock), d in self._doors.items():
+            if board == req.board and (
+                req.op is Op.OPEN_ALL or (req.op is Op.OPEN and lock == req.lock)
+            ):
+                self.unlocks_heard[d.id] += 1
+
+    def _silent_unlock(self, req: Request) -> bool:
+        if req.op is Op.OPEN:
+            d = self._door(req.board, req.lock)
+            return d is not None and self.faults.has("silent-unlock", (d.id,))
+        if req.op is Op.OPEN_ALL:
+            ids = tuple(d.id for (b, _), d in self._doors.items() if b == req.board)
+            return self.faults.has("silent-unlock", ids)
+        return False
+
+    def _inverted(self, board: int, lock: int) -> bool:
+        d = self._door(board, lock)
+        return d is not None and d.status_inverted
 
     def _door(self, board: int, lock: int) -> Door | None:
         return self._doors.get((board, lock))
@@ -57,16 +86,10 @@ class LockLineSim(DeviceThread):
             for (board, _), d in self._doors.items():
                 if board == b:
                     self._model.pulse(d.id)
+        unlatched, inverted = partial(self._unlatched, b), partial(self._inverted, b)
         if self.protocol == "8a80":
-
-            def open_byte(lock: int) -> int:
-                d = self._door(b, lock)
-                return int(d.open_state, 16) if d else 0x11
-
-            return reply_8a80(req, lambda lock: self._unlatched(b, lock), open_byte)
-        return reply_cu(
-            req, lambda lock: self._unlatched(b, lock), lambda lock: self._stocked(b, lock)
-        )
+            return reply_8a80(req, unlatched, inverted)
+        return reply_cu(req, unlatched, partial(self._stocked, b), inverted)
 
     def _stocked(self, board: int, lock: int) -> bool:
         """The CU board's infrared bit: something is on the door's shelves."""

@@ -6,7 +6,8 @@ import random
 import threading
 from dataclasses import dataclass
 
-KINDS = ("drop", "corrupt", "delay", "silent", "stuck", "unplug")
+# silent-unlock: a door's board opens the lock but never answers the unlock (real Kerong CUs)
+KINDS = ("drop", "corrupt", "delay", "silent", "silent-unlock", "stuck", "unplug")
 _WITH_ARG = {"drop": "P", "corrupt": "P", "delay": "MS"}
 
 

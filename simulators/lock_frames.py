@@ -2,7 +2,8 @@
 
 A board reads requests (always 5 bytes on both protocols) and writes replies. ``RequestParser``
 finds requests in a byte stream, skipping garbage and frames with a bad check byte; the
-``reply_*`` functions build the answers from the doors' "not latched" bits.
+``reply_*`` functions build the answers from the doors' "not latched" bits and each door's
+wiring (``status_inverted``: false answers as the field's boards do).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def _decode_cu(frame: bytes) -> Request | None:
     if stx != 0x02 or etx != 0x03 or check != cu_sum(frame[:4]):
         return None
     board, index = addr >> 4, addr & 0x0F
-    op = {0x30: Op.QUERY_ALL, 0x31: Op.OPEN, 0x33: Op.OPEN_ALL}.get(cmd)
+    # 0x32 is the board-wide status other software sends: answered like 0x30
+    op = {0x30: Op.QUERY_ALL, 0x31: Op.OPEN, 0x32: Op.QUERY_ALL, 0x33: Op.OPEN_ALL}.get(cmd)
     return Request(op, board, index + 1 if op is Op.OPEN else 0, frame) if op else None
 
 
@@ -88,24 +90,23 @@ class RequestParser:
 
 
 def reply_8a80(
-    req: Request, unlatched: Callable[[int], bool], open_byte: Callable[[int], int]
+    req: Request, unlatched: Callable[[int], bool], inverted: Callable[[int], bool]
 ) -> bytes:
-    """The 8A/80 reply to ``req``; ``unlatched(lock)`` and ``open_byte(lock)`` per lock.
+    """The 8A/80 reply to ``req``; ``unlatched(lock)`` and ``inverted(lock)`` per lock.
 
-    ``open_byte`` is the status byte this lock's wiring shows for "open" (the door's
-    ``open_state``); "still locked" is the other of 00/11. Open-all has no reply.
+    The field's boards answer 00 = open, 11 = closed, and set a lock's bit in the query-all
+    masks where its status is 11 (locked); an inverted door shows both the other way round.
+    "Open all" (lock 0) is answered ``8A BB 00 00 XX``, as real boards do.
     """
 
     def status(lock: int) -> int:
-        ob = open_byte(lock)
-        closed = 0x00 if ob != 0x00 else 0x11
-        return ob if unlatched(lock) else closed
+        return 0x00 if unlatched(lock) != inverted(lock) else 0x11
 
     if req.op is Op.OPEN_ALL:
-        return b""
+        body = bytes([0x8A, req.board, 0x00, 0x00])
+        return body + bytes([xor(body)])
     if req.op is Op.QUERY_ALL:
-        # The board reads one switch level per lock: a bit is set where S would be 11, so an
-        # inverted door's bit is inverted too.
+        # The board reads one switch level per lock: a bit is set where S would be 11
         bits = sum(1 << (lock - 1) for lock in range(1, 25) if status(lock) == 0x11)
         body = bytes([0x80, req.board, (bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF, 0x33])
         return body + bytes([xor(body)])
@@ -114,10 +115,14 @@ def reply_8a80(
 
 
 def reply_cu(
-    req: Request, unlatched: Callable[[int], bool], present: Callable[[int], bool]
+    req: Request,
+    unlatched: Callable[[int], bool],
+    present: Callable[[int], bool],
+    inverted: Callable[[int], bool],
 ) -> bytes:
-    """The Kerong CU status frame: hook bits (1 = open) and infrared bits, locks 1..16."""
-    hooks = sum(1 << (lock - 1) for lock in range(1, 17) if unlatched(lock))
+    """The Kerong CU status frame: hook bits (1 = locked, 1 = open where ``inverted``) and
+    infrared bits (1 = item present), locks 1..16."""
+    hooks = sum(1 << (lock - 1) for lock in range(1, 17) if unlatched(lock) == inverted(lock))
     items = sum(1 << (lock - 1) for lock in range(1, 17) if present(lock))
     body = bytes([0x02, req.raw[1], 0x35, hooks & 0xFF, hooks >> 8, items & 0xFF, items >> 8, 0x03])
     return body + bytes([cu_sum(body)])

@@ -63,7 +63,7 @@ def test_the_minimal_config_loads_with_defaults_and_resolved_paths(tmp_path):
     cfg = config.load(write(tmp_path, GOOD))
     assert cfg.cabinet.timezone == "Asia/Shanghai"
     assert [d.baud for d in cfg.doors] == [9600, 19200]  # each protocol's default
-    assert cfg.doors[0].open_state == "11"
+    assert [d.status_inverted for d in cfg.doors] == [False, False]  # the field convention
     assert cfg.database == tmp_path / "run" / "kiosk.db"
     assert cfg.doors[1].url == str(tmp_path / "run" / "locks-cu")
     assert cfg.shelves[0].lanes == (config.Lane("zr-rice-5kg", 4, 1),)
@@ -108,6 +108,21 @@ BAD = [
         "board = 1\nlock = 1\n",
         'board = 1\nlock = 1\nopen_state = "zz"\n',
         ["cabinet.toml: doors[1].open_state: 'zz' is not a hex byte like '11'"],
+    ),
+    (
+        "board = 1\nlock = 1\n",
+        'board = 1\nlock = 1\nopen_state = "01"\n',
+        ["cabinet.toml: doors[1].open_state: '01' is neither '00' nor '11'"],
+    ),
+    (
+        "board = 1\nlock = 1\n",
+        'board = 1\nlock = 1\nopen_state = "11"\nstatus_inverted = true\n',
+        ["cabinet.toml: doors[1].open_state: give status_inverted alone (open_state is old)"],
+    ),
+    (
+        "board = 0\nlock = 1\n",
+        'board = 0\nlock = 1\nstatus_inverted = "yes"\n',
+        ["cabinet.toml: doors[2].status_inverted: must be true or false, not 'yes'"],
     ),
     (
         "board = 1\nlock = 1\n",
@@ -201,7 +216,42 @@ def test_all_problems_are_listed_at_once(tmp_path):
 
 def test_config_check_exits_0_when_valid(example_config, capsys):
     assert cli.main(["config", "check", str(example_config)]) == 0
-    assert "ok (cabinet QH-0001, 2 doors, 7 shelves)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok (cabinet QH-0001, 2 doors, 7 shelves)" in out
+    assert "warning" not in out  # every door states its polarity
+
+
+@pytest.mark.parametrize(("open_state", "inverted"), [("11", True), ("00", False)])
+def test_the_old_open_state_is_read_with_a_warning(tmp_path, open_state, inverted):
+    path = write(
+        tmp_path, GOOD.replace("lock = 1\n", f'lock = 1\nopen_state = "{open_state}"\n', 1)
+    )
+    cfg = config.load(path)
+    assert cfg.doors[0].status_inverted is inverted  # "11" meant open: the inverted wiring
+    assert cfg.warnings[0] == (
+        "cabinet.toml: doors[1].open_state: replaced by status_inverted: "
+        f"write status_inverted = {str(inverted).lower()}"
+    )
+
+
+def test_status_inverted_true_is_read(tmp_path):
+    path = write(tmp_path, GOOD.replace("lock = 1\n", "lock = 1\nstatus_inverted = true\n"))
+    cfg = config.load(path)
+    assert [d.status_inverted for d in cfg.doors] == [True, True]
+    assert cfg.warnings == ()
+
+
+def test_config_check_warns_on_doors_without_polarity_and_still_passes(tmp_path, capsys):
+    path = write(tmp_path, GOOD)
+    assert cli.main(["config", "check", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "warning: cabinet.toml: doors[1].status_inverted: not stated; false assumed "
+        "(status 00 = open, 11 = closed): check the board's wiring",
+        "warning: cabinet.toml: doors[2].status_inverted: not stated; false assumed "
+        "(a hook bit of 1 = locked): check the board's wiring",
+        "cabinet.toml: ok (cabinet QH-0001, 2 doors, 1 shelves)",
+    ]
 
 
 def test_config_check_exits_2_listing_every_problem(tmp_path, capsys):

@@ -23,13 +23,16 @@ GOLDEN_8A80 = [
     (a8.QueryLock(1, 1), "80 01 01 33 B3"),
     (a8.QueryAll(1), "80 01 00 33 B2"),
     (a8.QueryLock(2, 24), "80 02 18 33 A9"),
-    (a8.LockStatus(1, 1, 0x11, opened=True), "8A 01 01 11 9B"),
-    (a8.LockStatus(1, 1, 0x00), "80 01 01 00 80"),
-    (a8.AllStatus(1, 0x010101), "80 01 01 01 01 33 B3"),  # locks 1, 9 and 17 open
+    (a8.LockStatus(1, 1, 0x00, opened=True), "8A 01 01 00 8A"),  # a successful unlock
+    (a8.LockStatus(1, 0, 0x00, opened=True), "8A 01 00 00 8B"),  # "open all" answered
+    (a8.LockStatus(1, 1, 0x11), "80 01 01 11 91"),  # lock 1 closed (field wiring)
+    (a8.LockStatus(1, 1, 0x00), "80 01 01 00 80"),  # lock 1 open (field wiring)
+    (a8.AllStatus(1, 0x010101), "80 01 01 01 01 33 B3"),  # locks 1, 9 and 17 locked
 ]
 
 GOLDEN_KERONG = [
     (cu.Status(0), "02 00 30 03 35"),
+    (cu.StatusAll(0), "02 00 32 03 37"),  # board-wide status
     (cu.Unlock(1, 1), "02 10 31 03 46"),  # lock 1 is index 0 on the wire
     (cu.Unlock(2, 16), "02 2F 31 03 65"),
     (cu.UnlockAll(3), "02 30 33 03 68"),

@@ -45,6 +45,8 @@ def test_take_and_put_need_the_door_open(sim_control: ControlClient) -> None:
         ("fault D1 delay", "needs MS"),
         ("fault nowhere silent", "no device"),
         ("fault scales stuck", "stuck needs"),
+        ("silent-unlock", "usage"),
+        ("silent-unlock D1-S1", "needs a door"),
         ("stock D1-S1 zr-rice-5kg -1", "negative"),
         ("scan", "usage"),
     ],

@@ -11,7 +11,15 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import drivers
-from kiosk.hardware import Code, CodeKind, DeviceHealth, HardwareError, LockBoard, Reading
+from kiosk.hardware import (
+    Code,
+    CodeKind,
+    DeviceHealth,
+    HardwareError,
+    LockBoard,
+    LockBoardOffline,
+    Reading,
+)
 from simulators.control import ControlClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -120,20 +128,69 @@ def test_kerong_door_opens_after_unlock_and_pull_and_latches_when_pushed(
     assert d2.open_locks(0) == frozenset()
 
 
-def test_inverted_wiring_is_seen_through_open_state(tmp_path) -> None:
+def test_inverted_wiring_is_honoured_per_door(tmp_path) -> None:
+    """Boards wired the other way (``status_inverted = true``) on both protocols: the
+    simulator answers with the opposite levels, the driver told so reads the same doors."""
     from kiosk import config
     from simulators.cabinet import SimulatedCabinet
     from tests.conftest import write_sim_config
 
-    path = write_sim_config(tmp_path, {'open_state = "11"': 'open_state = "00"'})
-    with SimulatedCabinet(config.load(path)) as cab:
-        url = cab.urls()["locks"]["D1"]
-        board = drivers.open_lock_board("8a80", url, 9600, open_states={(1, 1): "00"})
+    inverted = {"status_inverted = false": "status_inverted = true"}
+    with SimulatedCabinet(config.load(write_sim_config(tmp_path, inverted))) as cab:
+        urls = cab.urls()["locks"]
+        boards = [
+            (drivers.open_lock_board("8a80", urls["D1"], 9600, inverted={(1, 1)}), 1),
+            (drivers.open_lock_board("kerong_cu", urls["D2"], 19200, inverted={(0, 1)}), 0),
+        ]
+        told_nothing = drivers.open_lock_board("8a80", urls["D1"], 9600)
         try:
-            assert board.is_open(1, 1) is False and board.open_locks(1) == frozenset()
-            assert board.unlock(1, 1) is True and board.open_locks(1) == {1}
+            assert told_nothing.is_open(1, 1) is True  # the wrong polarity reads it backwards
+            for board, no in boards:
+                assert board.is_open(no, 1) is False and board.open_locks(no) == frozenset()
+                assert board.unlock(no, 1) is True and board.open_locks(no) == {1}
         finally:
-            board.close()
+            told_nothing.close()
+            for board, _ in boards:
+                board.close()
+
+
+@pytest.mark.parametrize(("door", "board_no"), [("D1", 1), ("D2", 0)])
+def test_a_board_silent_on_unlocks_gets_one_pulse_and_the_door_opens(
+    d1: LockBoard, d2: LockBoard, sim_cabinet, sim_control: ControlClient, door, board_no
+) -> None:
+    board = {"D1": d1, "D2": d2}[door]
+    sim_control.silent_unlock(door)
+    assert board.unlock(board_no, 1) is True  # confirmed by a status query
+    assert sim_cabinet.unlocks_heard(door) == 1
+    assert sim_control.pull(door)
+    sim_control.push(door)
+    sim_control.fault(door, "silent")  # a dead board: the unlock is still sent only once
+    with pytest.raises(LockBoardOffline, match="sent once"):
+        board.unlock(board_no, 1)
+    assert sim_cabinet.unlocks_heard(door) == 2
+    sim_control.clear(door)
+    assert board.unlock(board_no, 1) is True
+    assert sim_cabinet.unlocks_heard(door) == 3
+
+
+def exchange(url: str, baud: int, request: str, n: int) -> bytes:
+    """Raw bytes to the simulated board, and the ``n`` bytes of its reply (or fewer)."""
+    import serial
+
+    with serial.serial_for_url(url, baudrate=baud, timeout=2) as port:
+        port.write(bytes.fromhex(request))
+        return port.read(n)  # returns once n bytes came (the timeout only bounds a failure)
+
+
+def test_the_boards_answer_open_all_and_board_wide_status_as_field_boards_do(
+    sim_cabinet, sim_control: ControlClient
+) -> None:
+    urls = sim_cabinet.urls()["locks"]
+    assert exchange(urls["D1"], 9600, "8A 01 00 11 9A", 5) == bytes.fromhex("8A 01 00 00 8B")
+    assert sim_cabinet.unlocks_heard("D1") == 1
+    # Kerong 0x32: the status frame; every hook bit 1 (locked), lock 1's shelves stocked
+    reply = exchange(urls["D2"], 19200, "02 00 32 03 37", 9)
+    assert reply == bytes.fromhex("02 00 35 FF FF 01 00 03 39")
 
 
 # -- shelves and scanner ---------------------------------------------------------------------------
