@@ -217,7 +217,8 @@ def check_scanner(
 ) -> Check:
     """The scanner only talks when it reads something: its port opening is all we can ask."""
     url, baud = cfg.scanner.url, cfg.scanner.baud
-    missing = missing_device(url)
+    evdev = url.startswith("evdev:")  # a keyboard scanner's input device: no baud rate
+    missing = missing_device(url.removeprefix("evdev:"))
     if missing:
         return Check("scanner", False, missing)
     reports: list[DeviceHealth] = []
@@ -237,7 +238,7 @@ def check_scanner(
     _quietly(source.stop)
     if reports and not reports[0].ok:
         return Check("scanner", False, f"{url}: {reports[0].why or 'cannot open'}")
-    return Check("scanner", True, f"{url} opens at {baud} baud")
+    return Check("scanner", True, f"{url} opens" + (" (grabbed)" if evdev else f" at {baud} baud"))
 
 
 def _quietly(fn: Callable[[], object]) -> None:

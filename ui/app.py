@@ -7,6 +7,7 @@ category chosen on the wall, digits typed on the PIN pad, timers that return to 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,9 +17,11 @@ from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.lang import Builder
 from kivy.properties import BooleanProperty, StringProperty
+from kivy.uix.behaviors import FocusBehavior
 from kivy.uix.screenmanager import FadeTransition, NoTransition, ScreenManager
 
 from kiosk import intents
+from kiosk.keystrokes import KeystrokeAssembler
 from kiosk.snapshot import Snapshot
 from ui import fonts, i18n, images, theme
 from ui import viewmodels as vm
@@ -48,6 +51,7 @@ SCREENS: dict[str, type] = {
     "settings": operator.SettingsScreen,
 }
 _kv_loaded = False
+ENTER_KEYS = (13, 271)  # Kivy's key codes for Enter and the keypad's Enter
 
 
 class Controller(Protocol):
@@ -103,6 +107,7 @@ class KioskApp(App):
         self._exit_allowed = closable  # a desktop window (the demo) closes; a cabinet's not
         self.shots_dir = shots_dir
         self.recorder: ScreenRecorder | None = None
+        self.keys = KeystrokeAssembler()  # a USB keyboard scanner typing into this window
 
     # -- building ----------------------------------------------------------------------------
     def build(self) -> ScreenManager:
@@ -121,6 +126,7 @@ class KioskApp(App):
         self.controller.subscribe(self._on_snapshot)
         Window.bind(on_request_close=self._on_request_close)
         Window.bind(on_touch_down=lambda *_: self._touched())
+        Window.bind(on_textinput=self._on_textinput, on_key_down=self._on_key_down)
         self.show(self.snap)
         return self.sm
 
@@ -179,6 +185,32 @@ class KioskApp(App):
         self.last_result = res
         self.show(self.controller.snapshot(), force=True)
         return res
+
+    # -- a keyboard scanner ----------------------------------------------------------------------
+    def _on_textinput(self, _window: Any, text: str) -> None:
+        # on_textinput, not on_key_down, for the characters: it has shift and layout applied.
+        # time.monotonic(), not Clock's frame time: the assembler judges the gaps between keys.
+        if App.get_running_app() is not self:
+            return  # Window outlives an app (tests build several): only the running one reads
+        now = time.monotonic()
+        for ch in text:
+            self.keys.char(ch, now)
+
+    def _on_key_down(self, _window: Any, key: int, *_rest: Any) -> bool:
+        if key not in ENTER_KEYS or App.get_running_app() is not self:
+            return False
+        text = self.keys.enter(time.monotonic())
+        if text is None or self._text_field_focused():
+            return False  # a person typing, or typing into a field: not a scan
+        # The intent a serial scan amounts to (the controller classifies the text the same way).
+        self.submit(intents.Scan(text))
+        return True
+
+    def _text_field_focused(self) -> bool:
+        screen = self.sm.current_screen
+        return screen is not None and any(
+            isinstance(w, FocusBehavior) and w.focus for w in screen.walk()
+        )
 
     # -- presentation state ------------------------------------------------------------------
     def t(self, key: str, **fields: object) -> str:

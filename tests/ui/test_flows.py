@@ -134,6 +134,19 @@ class Flow(GraphicUnitTest):
         self.until(lambda: self.ctl.snapshot().state == "open", "the controller to see it open")
 
     # -- the screen --
+    def type_keys(self, text: str, gap_s: float) -> None:
+        """Keys on a USB keyboard (a scanner or a person), then Enter, as SDL hands them to
+        the real Window: a key-down per key, and the typed character as text input."""
+        from kivy.core.window import Window
+
+        for ch in text:
+            Window.dispatch("on_key_down", ord(ch.lower()), 0, ch.lower(), [])
+            Window.dispatch("on_textinput", ch)
+            if gap_s:
+                time.sleep(gap_s)
+                self.frames(1)
+        Window.dispatch("on_key_down", 13, 40, None, [])
+
     @property
     def screen(self) -> str:
         return self.app.sm.current
@@ -212,6 +225,17 @@ class TestCustomer(Flow):
         self.tap(self.find("知道了"))
         self.until_screen("idle")
         assert self.rows("SELECT COUNT(*) FROM sessions WHERE outcome = 'sold'") == [(0,)]
+
+    def test_a_keyboard_scanner_typing_into_the_screen_is_a_scan_a_person_is_not(self):
+        self.start()
+        self.type_keys(BLOCKED, gap_s=0.15)  # a person typing a card number by hand
+        self.frames()
+        assert self.screen == "idle"
+        assert self.rows("SELECT COUNT(*) FROM auth_attempts") == [(0,)]
+        self.type_keys(BLOCKED, gap_s=0.0)  # the USB scanner: the whole code in one burst
+        self.until_screen("refused")  # what a serial scan of that card shows
+        assert "请联系您单位的管理员" in self.texts()
+        assert self.rows("SELECT COUNT(*) FROM auth_attempts") == [(1,)]
 
     def test_language_toggle_and_category_filter(self):
         self.start()
