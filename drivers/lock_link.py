@@ -123,6 +123,11 @@ class LockLink:
         self._backoff.failed()
         self.health.report(False, why)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the port is open (a missing answer leaves it open; a lost port does not)."""
+        return self._port is not None
+
     def close(self) -> None:
         with self._lock:
             port, self._port = self._port, None

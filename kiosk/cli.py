@@ -208,6 +208,37 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if doctor.all_ok(checks) else 1
 
 
+def _id_range(text: str) -> range:
+    first, sep, last = text.partition("-")
+    if not (first.isdigit() and (not sep or last.isdigit())):
+        raise UsageError(f"--ids {text!r}: give N or FIRST-LAST, e.g. 1-10")
+    return range(int(first), int(last if sep else first) + 1)
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    """An installer's first look at a bus: status queries only, never an unlock."""
+    from drivers import probe
+    from kiosk.config import PROTOCOL_BAUD
+
+    baud = args.baud or PROTOCOL_BAUD.get(args.protocol, 9600)
+    ids = _id_range(args.ids) if args.ids else None
+    try:
+        if args.protocol == "modbus":
+            found: list = probe.probe_transmitters(args.url, baud, ids)
+        else:
+            found = probe.probe_locks(args.protocol, args.url, baud, ids)
+    except Exception as e:  # the port: missing, busy, gone mid-scan
+        print(f"kiosk probe: {args.url}: {e}", file=sys.stderr)
+        return 1
+    what = "transmitters" if args.protocol == "modbus" else "lock boards"
+    for line in probe.report(args.protocol, found):
+        print(line)
+    print(f"# {len(found)} {what} answered on {args.url} at {baud} baud")
+    if found:
+        print(probe.skeleton(args.protocol, args.url, baud, found), end="")
+    return 0 if found else 1
+
+
 # -- Step 2: the simulated cabinet ---------------------------------------------------------------
 def _cmd_sim(args: argparse.Namespace) -> int:
     """Print the devices' URLs as one JSON line, then run until SIGTERM/SIGINT."""
@@ -552,6 +583,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("doctor", _cmd_doctor, "check config, devices, database, disk, clock, central")
     c.add_argument("--config", required=True, help="the cabinet's TOML file")
     c.add_argument("--db", help="the database (default: the configuration's [database] path)")
+
+    c = cmd("probe", _cmd_probe, "list the lock boards or transmitters that answer on a bus")
+    c.add_argument("--url", required=True, help="the serial port (any pyserial URL)")
+    c.add_argument("--protocol", required=True, choices=("8a80", "kerong_cu", "wkly", "modbus"))
+    c.add_argument("--baud", type=int, help="default: the protocol's (9600; kerong_cu 19200)")
+    c.add_argument("--ids", metavar="FIRST-LAST", help="board addresses or Modbus ids to ask")
 
     c = cmd("sim", _cmd_sim, "run a simulated cabinet: prints its device URLs as JSON first")
     c.add_argument("--config", required=True, help="the cabinet's TOML file")

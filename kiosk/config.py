@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kiosk.problems import Problems
 
-LOCK_PROTOCOLS = ("8a80", "kerong_cu")
-# Addressing limits per lock protocol (hardware.md sections 1 and 2).
-BOARD_RANGE = {"8a80": (1, 32), "kerong_cu": (0, 15)}
-LOCK_RANGE = {"8a80": (1, 24), "kerong_cu": (1, 16)}
+LOCK_PROTOCOLS = ("8a80", "kerong_cu", "wkly")
+# Addressing limits per lock protocol (hardware.md sections 1 and 2; WKLY: docs/internals.md).
+BOARD_RANGE = {"8a80": (1, 32), "kerong_cu": (0, 15), "wkly": (0, 31)}
+LOCK_RANGE = {"8a80": (1, 24), "kerong_cu": (1, 16), "wkly": (1, 48)}
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
@@ -45,7 +45,8 @@ class Door:
     board: int
     lock: int
     # True for a board wired the other way round from the field convention: 8A/80 status
-    # 11 (not 00) means open, a Kerong CU hook bit of 1 means open (not locked).
+    # 11 (not 00) means open, a Kerong CU hook bit of 1 means open (not locked), WKLY state
+    # 01 (not 00) means open.
     status_inverted: bool = False
 
 
@@ -274,7 +275,7 @@ TOP_TABLES = {
     "simulator": SIMULATOR,
 }
 OPTIONAL_TABLES = ("central", "limits", "simulator")
-PROTOCOL_BAUD = {"8a80": 9600, "kerong_cu": 19200}
+PROTOCOL_BAUD = {"8a80": 9600, "kerong_cu": 19200, "wkly": 9600}
 
 _TYPE_NAMES = {
     str: "a string",
@@ -335,7 +336,10 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def resolve_url(base: Path, url: str) -> str:
-    """A pyserial URL with a scheme (``socket://``, ``loop://``) is kept; a path is resolved."""
+    """A pyserial URL with a scheme (``socket://``, ``loop://``) is kept; a path is resolved,
+    also after ``evdev:`` (a keyboard scanner's input device, ``[scanner]`` only)."""
+    if url.startswith("evdev:"):
+        return "evdev:" + str(_resolve(base, url.removeprefix("evdev:")))
     return url if "://" in url else str(_resolve(base, url))
 
 
@@ -478,6 +482,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
 FIELD_CONVENTION = {
     "8a80": "status 00 = open, 11 = closed",
     "kerong_cu": "a hook bit of 1 = locked",
+    "wkly": "state 00 = open, 01 = closed",
 }
 
 

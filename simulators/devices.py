@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 from kiosk.config import Door
 from simulators.faults import LineFaults
 from simulators.lock_frames import Op, Request, RequestParser, reply_8a80, reply_cu
+from simulators.lock_wkly_board import WklyRequestParser, reply_wkly, report_wkly
 from simulators.model import CabinetModel
 from simulators.serial_line import DeviceThread
 
@@ -34,10 +37,46 @@ class LockLineSim(DeviceThread):
         self._model = model
         self._doors = {(d.board, d.lock): d for d in doors}
         self._boards = {d.board for d in doors}
-        self._parser = RequestParser(self.protocol)
+        self._parser = (
+            WklyRequestParser() if self.protocol == "wkly" else RequestParser(self.protocol)
+        )
         # unlock requests that reached each door's board (a silent board's too): every one
         # is a pulse on a real board, so tests count them
         self.unlocks_heard: dict[str, int] = dict.fromkeys(self.door_ids, 0)
+        self._watching = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        super().start()
+        if self.protocol == "wkly":
+            self._watcher = threading.Thread(
+                target=self._watch_doors, name=f"sim-{self.name}-reports", daemon=True
+            )
+            self._watcher.start()
+
+    def stop(self) -> None:
+        self._watching.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        super().stop()
+
+    def _watch_doors(self) -> None:
+        """A WKLY board reports each change of a channel unprompted (85). The model has no
+        events (a pulsed latch also relatches by itself), so the sensors are sampled."""
+        last = {key: self._unlatched(*key) for key in self._doors}
+        while not self._watching.wait(0.02):
+            for (board, lock), d in self._doors.items():
+                now = self._unlatched(board, lock)
+                if now == last[(board, lock)]:
+                    continue
+                last[(board, lock)] = now
+                report = report_wkly(board, lock, now, d.status_inverted)
+                with contextlib.suppress(TimeoutError):  # stopping: nobody to tell
+                    self.call(lambda r=report: self._send_report(r))
+
+    def _send_report(self, data: bytes) -> None:
+        if not self.faults.has("silent"):
+            self.write(self.faults.mangle(data))
 
     def on_data(self, fd: int, data: bytes, at: float) -> None:
         for req in self._parser.feed(self.faults.mangle(data)):
@@ -89,6 +128,8 @@ class LockLineSim(DeviceThread):
         unlatched, inverted = partial(self._unlatched, b), partial(self._inverted, b)
         if self.protocol == "8a80":
             return reply_8a80(req, unlatched, inverted)
+        if self.protocol == "wkly":
+            return reply_wkly(req, unlatched, inverted)
         return reply_cu(req, unlatched, partial(self._stocked, b), inverted)
 
     def _stocked(self, board: int, lock: int) -> bool:

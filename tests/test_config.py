@@ -97,7 +97,18 @@ BAD = [
     (
         'protocol = "8a80"',
         'protocol = "rs232"',
-        ["cabinet.toml: doors[1].protocol: 'rs232' is not one of 8a80, kerong_cu", NOT_A_DOOR],
+        [
+            "cabinet.toml: doors[1].protocol: 'rs232' is not one of 8a80, kerong_cu, wkly",
+            NOT_A_DOOR,
+        ],
+    ),
+    (
+        'protocol = "kerong_cu"\nurl = "run/locks-cu"\nboard = 0\nlock = 1',
+        'protocol = "wkly"\nurl = "run/locks-cu"\nboard = 32\nlock = 49',
+        [
+            "cabinet.toml: doors[2].board: 32 is outside 0..31",
+            "cabinet.toml: doors[2].lock: 49 is outside 1..48",
+        ],
     ),
     (
         "board = 0\nlock = 1\n",
